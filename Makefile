@@ -1,0 +1,37 @@
+# `make help` lists the targets. Everything runs inside .venv, made from pyproject.toml and
+# the pinned constraints.txt on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Offline machines: MLflow's telemetry has nowhere to go; set it to false to send it.
+export MLFLOW_DISABLE_TELEMETRY ?= true
+UI_PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test ui params lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project (pinned)
+
+run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
+	dvc repro
+
+test: install ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
+	pytest
+
+ui: install ## browse runs: the MLflow UI for ./mlflow.db on http://127.0.0.1:$(UI_PORT)
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+params: install ## recompose params.yaml from conf/ (never edit params.yaml by hand)
+	python -m pipeline.config
+
+lint: install ## ruff over the code
+	$(VENV)/bin/pip install --quiet ruff && ruff check pipeline tests

@@ -1,0 +1,164 @@
+"""Stage 1: obtain mnist.npz and prove it is MNIST before anything uses it.
+
+Where the file comes from, first match wins:
+1. `MNIST_SOURCE` (a local path, or a file:// or http(s) URL of a mirror), if set;
+2. the Keras cache (`$KERAS_HOME/datasets/mnist.npz`, `~/.keras` by default), if it verifies;
+3. `data.url`, the canonical Keras URL, with bounded retries.
+
+A file is accepted if its sha256 matches `data.sha256`, or if its arrays match
+`data.fingerprint` (same MNIST in another zip container); anything else is deleted and refused.
+The file is written under a temporary name and renamed, so an interrupted run leaves nothing.
+No TensorFlow or MLflow here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from pipeline import PipelineError, cli, config, files
+
+log = logging.getLogger(__name__)
+
+SOURCE_ENV = "MNIST_SOURCE"
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+ATTEMPTS = 4
+BACKOFF_S = 1.0  # waits 1, 2, 4 s between the attempts
+TIMEOUT_S = 30.0  # per connect / read
+CHUNK = 1 << 20
+
+
+class DownloadError(PipelineError):
+    """The data could not be obtained, or what was obtained is not MNIST."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 over the four arrays' bytes, C order, in ARRAY_KEYS order."""
+    digest = hashlib.sha256()
+    for key in ARRAY_KEYS:
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    """The array fingerprint of an .npz file; never unpickles."""
+    with np.load(path, allow_pickle=False) as npz:
+        return fingerprint(npz)
+
+
+def verify(path: Path, sha256: str, expected_fingerprint: str) -> str:
+    """Return how `path` proved to be the expected data; raise DownloadError if it is not."""
+    actual = sha256_file(path)
+    if actual == sha256:
+        return "sha256"
+    try:
+        content = file_fingerprint(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+        content = f"unreadable as npz ({type(err).__name__}: {err})"
+    if content == expected_fingerprint:
+        return "array fingerprint"
+    raise DownloadError(
+        f"{path} is not the expected MNIST file: sha256 expected {sha256}, got {actual}; "
+        f"array fingerprint expected {expected_fingerprint}, got {content}")
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code >= 500 or err.code in (408, 429)
+    return isinstance(err, (urllib.error.URLError, TimeoutError, ConnectionError))
+
+
+def _stream(url: str, dest: Path, timeout: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        done, next_report = 0, 0.1
+        while block := response.read(CHUNK):
+            out.write(block)
+            done += len(block)
+            if total and done / total >= next_report:
+                log.info("downloaded %d%% of %.1f MB", 100 * done // total, total / 1e6)
+                next_report += 0.1
+
+
+def fetch(url: str, dest: Path, *, attempts: int = ATTEMPTS, backoff: float = BACKOFF_S,
+          timeout: float = TIMEOUT_S, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Download `url` into `dest`, retrying network errors and 5xx with exponential backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _stream(url, dest, timeout)
+            return
+        except (urllib.error.URLError, OSError) as err:
+            if not _retryable(err) or attempt == attempts:
+                raise DownloadError(
+                    f"could not download {url} after {attempt} attempt(s): {err}. Offline? "
+                    f"Point {SOURCE_ENV} at a local copy of mnist.npz") from None
+            wait = backoff * 2 ** (attempt - 1)
+            log.warning("attempt %d/%d for %s failed (%s); retrying in %.0f s",
+                        attempt, attempts, url, err, wait)
+            sleep(wait)
+
+
+def copy_from(source: str, dest: Path, **fetch_kwargs) -> None:
+    """Copy a local path, or fetch a file:// or http(s) URL, into `dest`."""
+    if urlparse(source).scheme in ("http", "https", "file"):
+        fetch(source, dest, **fetch_kwargs)
+        return
+    try:
+        shutil.copyfile(Path(source).expanduser(), dest)
+    except OSError as err:
+        raise DownloadError(f"cannot read {SOURCE_ENV}={source}: {err.strerror}") from None
+
+
+def keras_cache() -> Path:
+    """Where Keras' own `mnist.load_data()` keeps the file."""
+    home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
+    return Path(home) / "datasets" / "mnist.npz"
+
+
+def obtain(dest: Path, data: config.DataConfig, *, source: str | None = None,
+           cache: Path | None = None, **fetch_kwargs) -> str:
+    """Put verified MNIST at `dest` atomically; return where it came from."""
+    if not source and cache is not None and cache.is_file():
+        try:
+            how = verify(cache, data.sha256, data.fingerprint)
+        except DownloadError as err:
+            log.warning("ignoring the Keras cache copy: %s", err)
+        else:
+            source = str(cache)
+            log.info("using the Keras cache copy %s (verified by %s)", cache, how)
+    origin = source or data.url
+    with files.replacing(dest, suffix=".part") as tmp:
+        log.info("fetching %s", origin)
+        copy_from(origin, tmp, **fetch_kwargs)
+        how = verify(tmp, data.sha256, data.fingerprint)
+    log.info("%s verified by %s", dest, how)
+    return origin
+
+
+def main() -> None:
+    cfg = config.load()
+    obtain(Path(cfg.paths.raw), cfg.data, source=os.environ.get(SOURCE_ENV) or None,
+           cache=keras_cache())
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,53 @@
+"""The notebook's network, built from config. Imports Keras; download/preprocess never do."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pipeline import PipelineError
+from pipeline.config import Loss, ModelConfig, Optimizer, TrainConfig
+
+INPUT_DIM = 28 * 28
+NUM_CLASSES = 10
+
+_OPTIMIZERS = {Optimizer.rmsprop: keras.optimizers.RMSprop,
+               Optimizer.adam: keras.optimizers.Adam,
+               Optimizer.sgd: keras.optimizers.SGD}
+
+
+class ModelError(PipelineError):
+    """A saved model is missing, truncated or not a Keras model."""
+
+
+def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
+    """Dense(hidden, activation) -> Dense(10, softmax), compiled as the notebook compiles it."""
+    model = keras.Sequential([
+        keras.Input((INPUT_DIM,)),
+        keras.layers.Dense(model_cfg.hidden_units, activation=model_cfg.activation.value),
+        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+    ], name="mnist_dense")
+    model.compile(optimizer=_OPTIMIZERS[train_cfg.optimizer](train_cfg.learning_rate),
+                  loss=train_cfg.loss.value, metrics=["accuracy"])
+    return model
+
+
+def targets(labels: np.ndarray, loss: Loss) -> np.ndarray:
+    """Labels as the loss wants them: one-hot for categorical, integers for sparse."""
+    if loss is Loss.categorical_crossentropy:
+        return keras.utils.to_categorical(labels, NUM_CLASSES)
+    return np.asarray(labels, dtype=np.int32)
+
+
+def load(path: Path) -> keras.Model:
+    """Load a `.keras` file with Keras' safe mode on (no arbitrary code from the file)."""
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except FileNotFoundError:
+        raise ModelError(f"model file {path} does not exist; run `dvc repro train`") from None
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, TypeError) as err:
+        raise ModelError(f"{path} is not a loadable Keras model ({type(err).__name__}: "
+                         f"{err}); rerun `dvc repro -f train` to rebuild it") from None

@@ -1,0 +1,105 @@
+"""Stage 2: check the raw arrays, then cache them as (N, 784) float32 in [0, 1].
+
+The outputs are plain `.npy` files (memory-mappable, no pickle) plus `meta.json` with the
+arrays' fingerprint and counts for tracking. No TensorFlow or MLflow here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import PipelineError, cli, config, files
+from pipeline.download import ARRAY_KEYS, fingerprint
+
+log = logging.getLogger(__name__)
+
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+# What preprocess writes into paths.prepared; dvc.yaml lists the same names.
+FILES = {"x_train": "x_train.npy", "y_train": "y_train.npy",
+         "x_test": "x_test.npy", "y_test": "y_test.npy"}
+META = "meta.json"
+
+
+class DataError(PipelineError, ValueError):
+    """The raw arrays are not MNIST-shaped; the message names the array and the problem."""
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read the four arrays, refusing pickled (object) arrays and unreadable files."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in ARRAY_KEYS if key not in npz.files]
+            if missing:
+                raise DataError(f"{path}: missing array(s) {', '.join(missing)}; found "
+                                f"{', '.join(npz.files) or 'none'}")
+            return {key: npz[key] for key in ARRAY_KEYS}
+    except ValueError as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: {err} (object arrays are never unpickled)") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{path} is not a readable .npz ({err}); delete it and rerun "
+                        "`dvc repro` to download it again") from None
+
+
+def validate(arrays: dict[str, np.ndarray]) -> None:
+    """Check keys, shapes, dtypes and label range; raise DataError naming the first problem."""
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or y.dtype != np.uint8:
+            bad = f"x_{split}" if x.dtype != np.uint8 else f"y_{split}"
+            raise DataError(f"{bad} has dtype {arrays[bad].dtype}, expected uint8")
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) == 0:
+            raise DataError(f"x_{split} has shape {x.shape}, expected (N, 28, 28) with N > 0")
+        if y.shape != (len(x),):
+            raise DataError(f"y_{split} has shape {y.shape}, expected ({len(x)},) to match "
+                            f"x_{split}")
+        if y.max() >= NUM_CLASSES:
+            raise DataError(f"y_{split} holds label {int(y.max())}, expected labels 0-9")
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 784) float32 in [0, 1], as the notebook does."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255
+
+
+def prepare(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    validate(arrays)
+    return {"x_train": scale(arrays["x_train"]), "y_train": arrays["y_train"],
+            "x_test": scale(arrays["x_test"]), "y_test": arrays["y_test"]}
+
+
+def load_split(prepared: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of 'train' or 'test' from the prepared cache."""
+    mode = "r" if mmap else None
+    return (np.load(prepared / FILES[f"x_{split}"], mmap_mode=mode, allow_pickle=False),
+            np.load(prepared / FILES[f"y_{split}"], mmap_mode=mode, allow_pickle=False))
+
+
+def read_meta(prepared: Path) -> dict:
+    return json.loads((prepared / META).read_text())
+
+
+def main() -> None:
+    cfg = config.load()
+    raw, out = Path(cfg.paths.raw), Path(cfg.paths.prepared)
+    arrays = load_npz(raw)
+    prepared = prepare(arrays)
+    for key, array in prepared.items():
+        with files.replacing(out / FILES[key], suffix=".npy") as tmp:
+            np.save(tmp, array, allow_pickle=False)
+    meta = {"fingerprint": fingerprint(arrays), "source": str(raw),
+            "train_samples": len(prepared["x_train"]), "test_samples": len(prepared["x_test"])}
+    files.write_text(out / META, json.dumps(meta, indent=2) + "\n")
+    log.info("wrote %d train and %d test samples to %s", meta["train_samples"],
+             meta["test_samples"], out)
+
+
+if __name__ == "__main__":
+    cli.run(main)

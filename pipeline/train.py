@@ -1,0 +1,87 @@
+"""Stage 3: train the network, save it as `.keras`, and record every epoch.
+
+Core: `train(cfg, x, y, on_epoch)` seeds, builds and fits, and returns the model and its
+per-epoch history. `main()` reads the prepared arrays, writes the model and the history CSV
+(a DVC plot), and records it all in a new MLflow run that evaluate later adds to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from pipeline import cli, config, files, model, preprocess, tracking
+
+log = logging.getLogger(__name__)
+
+EpochSink = Callable[[int, dict[str, float]], None]
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Collects one history row per epoch (metrics, train-validation gap, wall time)."""
+
+    def __init__(self, on_epoch: EpochSink | None = None) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+        self._on_epoch = on_epoch
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {key: float(value) for key, value in (logs or {}).items()}
+        if "val_accuracy" in row:
+            row["train_val_gap"] = row["accuracy"] - row["val_accuracy"]
+        row["epoch_time_s"] = time.perf_counter() - self._started
+        self.rows.append({"epoch": epoch + 1, **row})
+        if self._on_epoch:
+            self._on_epoch(epoch + 1, row)
+
+
+def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
+          on_epoch: EpochSink | None = None, verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
+    """Seed everything, build the model from config, fit it; return it with its history."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    net = model.build(cfg.model, cfg.train)
+    recorder = EpochRecorder(on_epoch)
+    net.fit(x, model.targets(y, cfg.train.loss), epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size, validation_split=cfg.train.validation_split,
+            callbacks=[recorder], verbose=verbose)
+    return net, pd.DataFrame(recorder.rows)
+
+
+def main() -> None:
+    cfg = config.load()
+    paths = cfg.paths
+    prepared = Path(paths.prepared)
+    x, y = preprocess.load_split(prepared, "train", mmap=False)
+    meta = preprocess.read_meta(prepared)
+    with tracking.start(cfg.tracking.experiment) as run_id:
+        tracking.log_config(cfg)
+        tracking.log_data(x, y, meta, source=str(prepared), context="training")
+        log.info("training %d epochs of batch %d on %d samples (MLflow run %s)",
+                 cfg.train.epochs, cfg.train.batch_size, len(x), run_id)
+        net, history = train(cfg, x, y, on_epoch=tracking.log_epoch)
+        with files.replacing(Path(paths.model), suffix=".keras") as tmp:
+            net.save(tmp)
+        files.write_text(Path(paths.history), history.to_csv(index=False))
+        tracking.log_artifact(Path(paths.history))
+        model_uri = tracking.log_model(net)
+        record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": tracking.uri()}
+        files.write_text(Path(paths.run), json.dumps(record, indent=2) + "\n")
+    final = history.iloc[-1]
+    log.info("final training accuracy %.2f%%%s", 100 * final["accuracy"],
+             f", validation {100 * final['val_accuracy']:.2f}%" if "val_accuracy" in final
+             else "")
+
+
+if __name__ == "__main__":
+    cli.run(main)
