@@ -21,9 +21,11 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 
@@ -65,20 +67,26 @@ def file_fingerprint(path: Path) -> str:
         return fingerprint(npz)
 
 
-def verify(path: Path, sha256: str, expected_fingerprint: str) -> str:
-    """Return how `path` proved to be the expected data; raise DownloadError if it is not."""
+def verify(path: Path, sha256: str, expected_fingerprint: str, name: str | None = None) -> str:
+    """Return how `path` proved to be the expected data; raise DownloadError if it is not.
+
+    `name` is what the error calls the file (where it came from), `path` by default.
+    """
     actual = sha256_file(path)
     if actual == sha256:
         return "sha256"
-    try:
-        content = file_fingerprint(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-        content = f"unreadable as npz ({type(err).__name__}: {err})"
+    if not zipfile.is_zipfile(path):
+        content = "none: not an .npz (zip) file"
+    else:
+        try:
+            content = file_fingerprint(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+            content = f"none: unreadable as npz ({type(err).__name__}: {err})"
     if content == expected_fingerprint:
         return "array fingerprint"
     raise DownloadError(
-        f"{path} is not the expected MNIST file: sha256 expected {sha256}, got {actual}; "
-        f"array fingerprint expected {expected_fingerprint}, got {content}")
+        f"{name or path} is not the expected MNIST file: sha256 expected {sha256}, got "
+        f"{actual}; array fingerprint expected {expected_fingerprint}, got {content}")
 
 
 def _retryable(err: Exception) -> bool:
@@ -118,12 +126,14 @@ def fetch(url: str, dest: Path, *, attempts: int = ATTEMPTS, backoff: float = BA
 
 
 def copy_from(source: str, dest: Path, **fetch_kwargs) -> None:
-    """Copy a local path, or fetch a file:// or http(s) URL, into `dest`."""
-    if urlparse(source).scheme in ("http", "https", "file"):
+    """Fetch an http(s) URL, or copy a local path or file:// URL, into `dest`."""
+    parsed = urlparse(source)
+    if parsed.scheme in ("http", "https"):
         fetch(source, dest, **fetch_kwargs)
         return
+    path = url2pathname(parsed.path) if parsed.scheme == "file" else source
     try:
-        shutil.copyfile(Path(source).expanduser(), dest)
+        shutil.copyfile(Path(path).expanduser(), dest)
     except OSError as err:
         raise DownloadError(f"cannot read {SOURCE_ENV}={source}: {err.strerror}") from None
 
@@ -149,7 +159,7 @@ def obtain(dest: Path, data: config.DataConfig, *, source: str | None = None,
     with files.replacing(dest, suffix=".part") as tmp:
         log.info("fetching %s", origin)
         copy_from(origin, tmp, **fetch_kwargs)
-        how = verify(tmp, data.sha256, data.fingerprint)
+        how = verify(tmp, data.sha256, data.fingerprint, name=origin)
     log.info("%s verified by %s", dest, how)
     return origin
 

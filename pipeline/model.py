@@ -44,10 +44,10 @@ def targets(labels: np.ndarray, loss: Loss) -> np.ndarray:
 
 def load(path: Path) -> keras.Model:
     """Load a `.keras` file with Keras' safe mode on (no arbitrary code from the file)."""
+    if not Path(path).is_file():
+        raise ModelError(f"model file {path} does not exist; run `dvc repro train`")
     try:
         return keras.saving.load_model(path, safe_mode=True)
-    except FileNotFoundError:
-        raise ModelError(f"model file {path} does not exist; run `dvc repro train`") from None
     except (ValueError, OSError, zipfile.BadZipFile, KeyError, TypeError) as err:
         raise ModelError(f"{path} is not a loadable Keras model ({type(err).__name__}: "
                          f"{err}); rerun `dvc repro -f train` to rebuild it") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ class DataError(PipelineError, ValueError):
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the four arrays, refusing pickled (object) arrays and unreadable files."""
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not an .npz (zip) file; delete it and rerun `dvc repro` "
+                        "to download it again")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in ARRAY_KEYS if key not in npz.files]
@@ -43,13 +47,16 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         if isinstance(err, DataError):
             raise
         raise DataError(f"{path}: {err} (object arrays are never unpickled)") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path} is not a readable .npz ({err}); delete it and rerun "
                         "`dvc repro` to download it again") from None
 
 
 def validate(arrays: dict[str, np.ndarray]) -> None:
     """Check keys, shapes, dtypes and label range; raise DataError naming the first problem."""
+    missing = [key for key in ARRAY_KEYS if key not in arrays]
+    if missing:
+        raise DataError(f"missing array(s) {', '.join(missing)}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.uint8 or y.dtype != np.uint8:

@@ -1,0 +1,120 @@
+"""The schema: params.yaml is conf/ composed, and every bad value is refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pipeline import config
+from pipeline.config import Config, ConfigError, Loss, Optimizer
+
+from .conftest import ROOT
+
+
+def test_params_yaml_is_what_conf_composes_to():
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert committed == config.compose(), "params.yaml is stale: run `make params`"
+
+
+def test_defaults_are_the_notebooks():
+    cfg = config.load(ROOT / "params.yaml")
+    assert (cfg.model.hidden_units, cfg.model.activation.value) == (512, "relu")
+    assert cfg.train.optimizer is Optimizer.rmsprop and cfg.train.learning_rate == 0.001
+    assert cfg.train.loss is Loss.categorical_crossentropy
+    assert (cfg.train.epochs, cfg.train.batch_size) == (5, 128)
+    assert cfg.data.url == "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+
+
+def test_overrides_are_applied_and_typed():
+    cfg = config.validate(config.compose(["train.epochs=10", "train.batch_size=64",
+                                          "train.loss=sparse_categorical_crossentropy"]), "x")
+    assert (cfg.train.epochs, cfg.train.batch_size) == (10, 64)
+    assert cfg.train.loss is Loss.sparse_categorical_crossentropy
+
+
+@pytest.mark.parametrize("override, key, says", [
+    ("train.epochs=abc", "train.epochs", "could not be converted to Integer"),
+    ("train.batch_size=32.5", "train.batch_size", "could not be converted to Integer"),
+    ("train.learning_rate=fast", "train.learning_rate", "could not be converted to Float"),
+    ("train.epochs=0", "train.epochs", "must be >= 1, got 0"),
+    ("train.epochs=-1", "train.epochs", "must be >= 1, got -1"),
+    ("train.batch_size=0", "train.batch_size", "must be >= 1, got 0"),
+    ("train.learning_rate=0", "train.learning_rate", "must be > 0"),
+    ("train.learning_rate=-0.1", "train.learning_rate", "must be > 0"),
+    ("train.validation_split=1", "train.validation_split", "must be in [0, 1)"),
+    ("train.validation_split=-0.1", "train.validation_split", "must be in [0, 1)"),
+    ("model.hidden_units=0", "model.hidden_units", "must be >= 1"),
+    ("train.optimizer=adamw", "train.optimizer", "expected one of [rmsprop, adam, sgd]"),
+    ("data.sha256=abc", "data.sha256", "64 lowercase hex digits"),
+    ("+typo=5", "typo", "unknown key 'typo'; known keys: data, model, train, tracking"),
+    ("+train.epocs=5", "train.epocs", "known keys under train: epochs, batch_size"),
+])
+def test_bad_values_are_refused_naming_the_key(override, key, says):
+    with pytest.raises(ConfigError) as caught:
+        config.compose([override])
+    assert key in str(caught.value) and says in str(caught.value)
+
+
+def test_unknown_key_without_plus_is_refused_by_hydra():
+    with pytest.raises(ConfigError, match="train.epocs"):
+        config.compose(["train.epocs=5"])
+
+
+def test_range_error_suggests_a_fix():
+    with pytest.raises(ConfigError, match=r"for example train\.batch_size=128"):
+        config.compose(["train.batch_size=0"])
+
+
+def test_hand_edited_params_yaml_is_refused_before_any_work(tmp_path):
+    params = tmp_path / "params.yaml"
+    plain = config.compose()
+    plain["train"]["epochs"] = "five"
+    params.write_text(yaml.safe_dump(plain))
+    with pytest.raises(ConfigError, match=f"{params}: train.epochs"):
+        config.load(params)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("train: [unclosed", "is not valid YAML"),
+    ("- a list\n- not sections\n", "expected a mapping of config sections"),
+])
+def test_unreadable_params_yaml_says_how_to_regenerate(tmp_path, text, says):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    with pytest.raises(ConfigError, match=says) as caught:
+        config.load(params)
+    assert "python -m pipeline.config" in str(caught.value)
+
+
+def test_missing_params_yaml_says_how_to_create_it(tmp_path):
+    with pytest.raises(ConfigError, match="not found.*python -m pipeline.config"):
+        config.load(tmp_path / "params.yaml")
+
+
+def test_config_main_writes_params_and_refuses_bad_overrides(tmp_path, capsys):
+    out = tmp_path / "params.yaml"
+    assert config.main(["train.epochs=7", "--output", str(out)]) == 0
+    assert config.load(out).train.epochs == 7
+    before = out.read_text()
+    assert config.main(["train.epochs=0", "--output", str(out)]) == 2
+    assert "train.epochs must be >= 1" in capsys.readouterr().err
+    assert out.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
+
+
+def test_flatten_gives_every_leaf_as_a_dotted_param():
+    flat = config.flatten(Config())
+    assert flat["train.epochs"] == 5 and flat["train.optimizer"] == "rmsprop"
+    assert flat["data.fingerprint"] == Config().data.fingerprint
+    assert not any(isinstance(value, dict) for value in flat.values())
+
+
+def test_dvc_yaml_params_exist_in_the_config():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    composed = config.compose()
+    for name, stage in stages.items():
+        for param in stage.get("params", []):
+            node = composed
+            for part in param.split("."):
+                assert part in node, f"stage {name} lists param {param}, not in conf/"
+                node = node[part]

@@ -1,0 +1,320 @@
+"""pipeline/preprocess.py on tiny synthetic MNIST-shaped arrays."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import config, download, preprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+PREPARED_FILES = ["meta.json", "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
+
+
+def make_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """4 train and 3 test 28x28 uint8 images with labels 0-9, as mnist.npz holds them."""
+    rng = np.random.default_rng(seed)
+    return {"x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+            "y_train": np.array([0, 9, 3, 7], dtype=np.uint8),
+            "x_test": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+            "y_test": np.array([1, 2, 8], dtype=np.uint8)}
+
+
+def expected_scaled(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), 28 * 28).astype(np.float32) / np.float32(255)
+
+
+def break_deflate_stream(path: Path, member: str = "x_train.npy") -> None:
+    """Make `member`'s compressed data start with a reserved deflate block type (BTYPE=11)."""
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(member).header_offset
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", raw, offset + 26)
+    raw[offset + 30 + name_length + extra_length] |= 0b110
+    path.write_bytes(bytes(raw))
+
+
+class Tripwire:
+    """Unpickling it creates `marker`: proof that a loader ran pickle on untrusted data."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+# ---------------------------------------------------------------- scale() and prepare()
+
+
+def test_scale_flattens_to_float32_in_unit_range_keeping_pixel_order():
+    images = np.zeros((2, 28, 28), dtype=np.uint8)
+    images[0, 0, 0] = 255
+    images[0, 0, 1] = 51
+    images[1, 27, 27] = 255
+    images[1, 1, 0] = 102  # row 1, column 0 -> flat index 28
+
+    scaled = preprocess.scale(images)
+
+    assert scaled.shape == (2, 784)
+    assert scaled.dtype == np.float32
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    assert scaled[0, 0] == 1.0 and scaled[1, 783] == 1.0
+    assert scaled[0, 1] == pytest.approx(0.2)
+    assert scaled[1, 28] == pytest.approx(0.4)
+    assert scaled[0, 2] == 0.0
+    np.testing.assert_array_equal(np.rint(scaled * 255).astype(np.uint8).reshape(images.shape),
+                                  images)
+
+
+def test_prepare_scales_images_and_keeps_labels():
+    arrays = make_arrays()
+
+    prepared = preprocess.prepare(arrays)
+
+    assert sorted(prepared) == sorted(KEYS)
+    np.testing.assert_array_equal(prepared["y_train"], [0, 9, 3, 7])
+    np.testing.assert_array_equal(prepared["y_test"], [1, 2, 8])
+    np.testing.assert_allclose(prepared["x_train"], expected_scaled(arrays["x_train"]))
+    np.testing.assert_allclose(prepared["x_test"], expected_scaled(arrays["x_test"]))
+    assert prepared["x_train"].shape == (4, 784) and prepared["x_test"].shape == (3, 784)
+
+
+# ---------------------------------------------------------------- validate()
+
+
+def replace(key: str, value: np.ndarray):
+    def mutate(arrays: dict[str, np.ndarray]) -> None:
+        arrays[key] = value
+    return mutate
+
+
+def set_label(key: str, index: int, label: int):
+    def mutate(arrays: dict[str, np.ndarray]) -> None:
+        arrays[key][index] = label
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, fragments", [
+    (replace("x_train", np.zeros((4, 28, 27), np.uint8)), ["x_train", "shape (4, 28, 27)"]),
+    (replace("x_test", np.zeros((3, 784), np.uint8)), ["x_test", "shape (3, 784)"]),
+    (replace("x_train", np.zeros((0, 28, 28), np.uint8)), ["x_train", "N > 0"]),
+    (replace("x_train", np.zeros((4, 28, 28), np.float32)), ["x_train", "dtype float32",
+                                                             "expected uint8"]),
+    (replace("y_test", np.zeros(3, np.int64)), ["y_test", "dtype int64", "expected uint8"]),
+    (set_label("y_train", 2, 10), ["y_train", "label 10", "expected labels 0-9"]),
+    (replace("y_train", np.zeros(3, np.uint8)), ["y_train", "shape (3,)", "(4,)", "x_train"]),
+    (replace("y_test", np.zeros((3, 1), np.uint8)), ["y_test", "shape (3, 1)", "(3,)"]),
+], ids=["x-28x27", "x-flat", "x-empty", "x-float32", "y-int64", "label-10", "y-shorter",
+        "y-2d"])
+def test_validate_names_the_array_and_the_problem(mutate, fragments):
+    arrays = make_arrays()
+    mutate(arrays)
+
+    with pytest.raises(preprocess.DataError) as excinfo:
+        preprocess.validate(arrays)
+
+    for fragment in fragments:
+        assert fragment in str(excinfo.value)
+
+
+def test_validate_accepts_mnist_shaped_arrays():
+    arrays = make_arrays()
+    arrays["y_train"][:] = [0, 9, 9, 0]  # the extreme labels are valid
+
+    preprocess.validate(arrays)  # no DataError
+
+
+# ---------------------------------------------------------------- load_npz()
+
+
+def test_load_npz_reads_the_four_arrays(tmp_path):
+    arrays = make_arrays()
+    path = tmp_path / "mnist.npz"
+    np.savez_compressed(path, **arrays)
+
+    loaded = preprocess.load_npz(path)
+
+    assert sorted(loaded) == sorted(KEYS)
+    for key in KEYS:
+        np.testing.assert_array_equal(loaded[key], arrays[key])
+
+
+def test_load_npz_lists_missing_and_found_keys(tmp_path):
+    arrays = make_arrays()
+    del arrays["y_test"]
+    path = tmp_path / "mnist.npz"
+    np.savez(path, images=arrays.pop("x_test"), **arrays)
+
+    with pytest.raises(preprocess.DataError) as excinfo:
+        preprocess.load_npz(path)
+
+    message = str(excinfo.value)
+    assert str(path) in message
+    assert "missing array(s) x_test, y_test" in message
+    assert "found images, x_train, y_train" in message
+
+
+def test_load_npz_refuses_object_arrays_without_unpickling(tmp_path):
+    marker = tmp_path / "unpickled"
+    arrays = make_arrays()
+    arrays["y_train"] = np.array([Tripwire(marker)] * 4, dtype=object)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    assert pickle.loads(pickle.dumps(Tripwire(tmp_path / "probe"))) is None  # the trap works
+    assert (tmp_path / "probe").is_dir()
+
+    with pytest.raises(preprocess.DataError) as excinfo:
+        preprocess.load_npz(path)
+
+    assert str(path) in str(excinfo.value)
+    assert "Object arrays cannot be loaded" in str(excinfo.value)
+    assert not marker.exists()
+
+
+def write_truncated(path: Path) -> None:
+    np.savez(path, **make_arrays())
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+def write_html_page(path: Path) -> None:
+    path.write_text("<html><body>503 Service Unavailable</body></html>\n")
+
+
+def write_empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("write_bad_file", [write_truncated, write_html_page, write_empty])
+def test_load_npz_refuses_an_unreadable_file(tmp_path, write_bad_file):
+    path = tmp_path / "mnist.npz"
+    write_bad_file(path)
+
+    with pytest.raises(preprocess.DataError) as excinfo:
+        preprocess.load_npz(path)
+
+    assert str(path) in str(excinfo.value)
+
+
+def test_load_npz_suggests_a_fresh_download_for_a_truncated_file(tmp_path):
+    path = tmp_path / "mnist.npz"
+    write_truncated(path)
+
+    with pytest.raises(preprocess.DataError, match="not an .npz \(zip\) file.*dvc repro"):
+        preprocess.load_npz(path)
+
+
+def test_load_npz_refuses_a_missing_file(tmp_path):
+    with pytest.raises(preprocess.DataError, match="not a readable .npz"):
+        preprocess.load_npz(tmp_path / "absent.npz")
+
+
+def test_load_npz_refuses_a_corrupt_compressed_file(tmp_path):
+    path = tmp_path / "mnist.npz"
+    np.savez_compressed(path, **make_arrays())
+    break_deflate_stream(path)
+
+    with pytest.raises(preprocess.DataError, match="is not a readable .npz"):
+        preprocess.load_npz(path)
+
+
+# ---------------------------------------------------------------- main()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A project folder with the real composed params.yaml and a synthetic raw npz."""
+    folder = tmp_path / "project"
+    (folder / "data" / "raw").mkdir(parents=True)
+    (folder / "params.yaml").write_text(config.dump(config.compose()))
+    np.savez(folder / "data" / "raw" / "mnist.npz", **make_arrays())
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_main_writes_the_prepared_cache_and_meta(project):
+    arrays = make_arrays()
+    prepared = project / "data" / "prepared"
+
+    preprocess.main()
+
+    assert sorted(os.listdir(prepared)) == PREPARED_FILES  # and no temp file
+    for split, count in (("train", 4), ("test", 3)):
+        x, y = preprocess.load_split(prepared, split)
+        assert isinstance(x, np.memmap) and isinstance(y, np.memmap)
+        assert x.shape == (count, 784) and x.dtype == np.float32
+        np.testing.assert_array_equal(x, expected_scaled(arrays[f"x_{split}"]))
+        np.testing.assert_array_equal(y, arrays[f"y_{split}"])
+    meta = json.loads((prepared / "meta.json").read_text())
+    assert preprocess.read_meta(prepared) == meta
+    assert meta["train_samples"] == 4 and meta["test_samples"] == 3
+    assert meta["fingerprint"] == download.fingerprint(arrays)
+    assert meta["fingerprint"] == hashlib.sha256(
+        b"".join(arrays[key].tobytes() for key in KEYS)).hexdigest()
+    assert meta["source"] == "data/raw/mnist.npz"
+
+
+def test_load_split_without_mmap_gives_plain_arrays(project):
+    preprocess.main()
+
+    x, y = preprocess.load_split(project / "data" / "prepared", "test", mmap=False)
+
+    assert not isinstance(x, np.memmap) and not isinstance(y, np.memmap)
+    np.testing.assert_array_equal(y, make_arrays()["y_test"])
+
+
+def test_main_refuses_a_bad_raw_file_and_leaves_nothing(project):
+    raw = project / "data" / "raw" / "mnist.npz"
+    arrays = make_arrays()
+    arrays["y_test"][0] = 10
+    np.savez(raw, **arrays)
+
+    with pytest.raises(preprocess.DataError, match="y_test holds label 10"):
+        preprocess.main()
+
+    prepared = project / "data" / "prepared"
+    assert not prepared.exists() or os.listdir(prepared) == []
+
+
+def test_main_interrupted_mid_write_leaves_no_temp_file(project, monkeypatch):
+    real_save = np.save
+    saved: list[str] = []
+
+    def save_then_fill_the_disk(file, array, **kwargs):
+        if saved:  # the second file: half written, then the disk is full
+            Path(file).write_bytes(b"\x93NUMPY partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(str(file))
+        real_save(file, array, **kwargs)
+
+    monkeypatch.setattr(np, "save", save_then_fill_the_disk)
+
+    with pytest.raises(OSError, match="No space left"):
+        preprocess.main()
+
+    assert os.listdir(project / "data" / "prepared") == ["x_train.npy"]
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+def test_preprocess_imports_neither_tensorflow_keras_nor_mlflow():
+    probe = ("import sys, pipeline.preprocess; "
+             "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'mlflow')))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

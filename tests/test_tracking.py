@@ -1,0 +1,124 @@
+"""Run lifecycle and contents against a real MLflow SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pipeline import config, tracking
+from pipeline.config import Config
+
+
+def _run(run_id: str):
+    return MlflowClient(tracking.uri()).get_run(run_id)
+
+
+def test_store_is_the_project_sqlite_file_with_artifacts_beside_it(tmp_path):
+    with tracking.start("exp") as run_id:
+        tracking.log_dict({"a": 1}, "a.json")
+    assert tracking.uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert (tmp_path / "mlflow.db").is_file()
+    assert _run(run_id).info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    assert list((tmp_path / "mlartifacts").rglob("a.json"))
+
+
+def test_tracking_uri_env_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
+    assert tracking.uri() == f"sqlite:///{tmp_path}/other.db"
+
+
+def test_a_run_that_raises_is_failed_with_the_reason():
+    with pytest.raises(RuntimeError, match="loss is nan"):
+        with tracking.start("exp") as run_id:
+            raise RuntimeError("loss is nan")
+    run = _run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: loss is nan"
+
+
+def test_evaluate_adds_to_the_run_train_opened():
+    with tracking.start("exp") as run_id:
+        for epoch in (1, 2, 3):
+            tracking.log_epoch(epoch, {"accuracy": epoch / 10})
+    with tracking.start("exp", run_id=run_id) as resumed:
+        tracking.log_metrics({"test_accuracy": 0.97})
+    assert resumed == run_id
+    run = _run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == 0.97
+    history = MlflowClient(tracking.uri()).get_metric_history(run_id, "accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2), (3, 0.3)]
+
+
+def test_an_inherited_mlflow_run_id_never_resumes_that_run(monkeypatch):
+    with tracking.start("exp") as first:
+        pass
+    monkeypatch.setenv("MLFLOW_RUN_ID", first)
+    with tracking.start("exp") as second:
+        pass
+    assert second != first
+
+
+def test_resuming_an_unknown_run_names_the_store_and_the_fix():
+    with tracking.start("exp"):
+        pass
+    with pytest.raises(tracking.TrackingError) as caught:
+        with tracking.start("exp", run_id="0" * 32):
+            pass
+    message = str(caught.value)
+    assert "0" * 32 in message and tracking.uri() in message and "dvc repro -f train" in message
+
+
+def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "--allow-empty", "-m", "c"], check=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-owls")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    cfg = Config()
+    with tracking.start("exp") as run_id:
+        tracking.log_config(cfg)
+    run = _run(run_id)
+    assert run.data.params == {k: str(v) for k, v in config.flatten(cfg).items()}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert run.data.tags["mlflow.source.git.commit"] == head
+    assert run.data.tags["git_dirty"] == "False"
+    assert run.data.tags["dvc_exp_name"] == "brisk-owls"
+    assert run.data.tags["dvc_exp_baseline_rev"] == "abc123"
+    logged = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml")
+    assert yaml.safe_load(logged) == config.to_dict(cfg)
+
+
+def test_dataset_is_a_run_input_with_digest_and_fingerprint(tiny_data):
+    x, y = tiny_data
+    with tracking.start("exp") as run_id:
+        tracking.log_data(x, y, {"fingerprint": "f" * 64}, source="data/prepared",
+                          context="training")
+    run = _run(run_id)
+    (entry,) = run.inputs.dataset_inputs
+    assert entry.dataset.name == "mnist-training" and entry.dataset.digest
+    assert entry.tags[0].value == "training"
+    assert run.data.tags["data_fingerprint"] == "f" * 64
+
+
+def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_path):
+    from pipeline import model
+
+    net = model.build(tiny_cfg.model, tiny_cfg.train)
+    with tracking.start("exp"):
+        uri = tracking.log_model(net)
+    loaded = mlflow.keras.load_model(uri)
+    x = tiny_data[0][:4]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0))
+    folder = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path))
+    pins = (tmp_path / folder / "requirements.txt").read_text().split()
+    assert any(p.startswith("tensorflow==") for p in pins)
+    assert any(p.startswith("keras==") for p in pins)
+    signature = mlflow.models.get_model_info(uri).signature
+    assert signature.inputs.inputs[0].shape == (-1, 784)
