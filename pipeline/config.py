@@ -211,17 +211,21 @@ def dump(plain: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.config",
-        description="Compose conf/ (with Hydra overrides) into params.yaml.")
+        description="Compose conf/ (with Hydra overrides) into params.yaml, or --check it.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.epochs=10")
     parser.add_argument("--output", default=PARAMS_FILE, type=Path)
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the existing file (the check_params stage)")
     args = parser.parse_args(argv)
     try:
-        plain = compose(args.overrides)
+        if args.check:
+            load(args.output)
+        else:
+            files.write_text(args.output, dump(compose(args.overrides)))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)  # noqa: T201
         return 2
-    files.write_text(args.output, dump(plain))
-    print(f"wrote {args.output}")  # noqa: T201
+    print(f"{args.output} is valid" if args.check else f"wrote {args.output}")  # noqa: T201
     return 0
 
 

@@ -102,13 +102,19 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip()
 
 
+# What defines a run besides params.yaml; dvc.lock, params.yaml and the stage outputs change
+# on every run, so they would make every run look dirty.
+SOURCE_PATHS = ("pipeline", "conf", "dvc.yaml", "pyproject.toml", "constraints.txt")
+
+
 def source_tags() -> dict[str, str]:
-    """Git commit and dirtiness, and the DVC experiment this run belongs to, if any."""
+    """Git commit, uncommitted code changes, and the DVC experiment this run belongs to."""
     tags = {}
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["mlflow.source.git.commit"] = commit
-        tags["git_dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
+        changed = _git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PATHS)
+        tags["git_dirty"] = str(bool(changed))
     for env, tag in (("DVC_EXP_NAME", "dvc_exp_name"),
                      ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev")):
         if os.environ.get(env):

@@ -102,6 +102,16 @@ def test_config_main_writes_params_and_refuses_bad_overrides(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
+def test_config_check_refuses_a_key_no_stage_reads(tmp_path, capsys):
+    out = tmp_path / "params.yaml"
+    assert config.main(["--check", "--output", str(ROOT / "params.yaml")]) == 0
+    plain = config.compose()
+    plain["typo"] = 5
+    out.write_text(yaml.safe_dump(plain))
+    assert config.main(["--check", "--output", str(out)]) == 2
+    assert "unknown key 'typo'" in capsys.readouterr().err
+
+
 def test_flatten_gives_every_leaf_as_a_dotted_param():
     flat = config.flatten(Config())
     assert flat["train.epochs"] == 5 and flat["train.optimizer"] == "rmsprop"
@@ -114,6 +124,9 @@ def test_dvc_yaml_params_exist_in_the_config():
     composed = config.compose()
     for name, stage in stages.items():
         for param in stage.get("params", []):
+            if isinstance(param, dict):  # a whole file: `- params.yaml:`
+                assert list(param) == ["params.yaml"], f"stage {name}: {param}"
+                continue
             node = composed
             for part in param.split("."):
                 assert part in node, f"stage {name} lists param {param}, not in conf/"

@@ -23,7 +23,7 @@ from pipeline import config
 from .conftest import ROOT
 
 pytestmark = pytest.mark.e2e
-STAGES = ("download", "preprocess", "train", "evaluate")
+STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
 
 
 def _sh(cwd: Path, env: dict, *cmd: str) -> str:
@@ -127,10 +127,19 @@ def test_second_repro_reruns_nothing(project):
     assert "Data and pipelines are up to date" in output
 
 
+def test_a_key_no_stage_reads_is_still_refused(project):
+    done = subprocess.run(["dvc", "exp", "run", "-S", "+typo=5"], cwd=project.path,
+                          env=project.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "unknown key 'typo'" in done.stdout + done.stderr
+    assert _ran(done.stdout) == {"check_params"}
+    project.sh("git", "checkout", "params.yaml")
+
+
 def test_changing_epochs_reruns_only_train_and_evaluate(project):
     project.sh(sys.executable, "-m", "pipeline.config", "train.epochs=2")
     output = project.sh("dvc", "repro")
-    assert _ran(output) == {"train", "evaluate"}
+    assert _ran(output) == {"check_params", "train", "evaluate"}
     client, runs = project.runs()
     assert len(runs) == 2 and runs[-1].data.params["train.epochs"] == "2"
     assert len(client.get_metric_history(runs[-1].info.run_id, "accuracy")) == 2

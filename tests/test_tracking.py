@@ -89,6 +89,11 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
                           check=True).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
     assert run.data.tags["git_dirty"] == "False"
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    subprocess.run(["git", "add", "dvc.yaml"], check=True)
+    with tracking.start("exp") as dirty_id:
+        tracking.log_config(cfg)
+    assert _run(dirty_id).data.tags["git_dirty"] == "True"
     assert run.data.tags["dvc_exp_name"] == "brisk-owls"
     assert run.data.tags["dvc_exp_baseline_rev"] == "abc123"
     logged = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml")
