@@ -70,12 +70,12 @@ def _read_run(path: Path) -> dict:
 def main() -> None:
     cfg = config.load()
     paths = cfg.paths
-    net = model.load(Path(paths.model))
-    history = pd.read_csv(paths.history)
     record = _read_run(Path(paths.run))
-    x, y = preprocess.load_split(Path(paths.prepared), "test")
-    meta = preprocess.read_meta(Path(paths.prepared))
     with tracking.start(cfg.tracking.experiment, run_id=record["run_id"]):
+        net = model.load(Path(paths.model))
+        history = pd.read_csv(paths.history)
+        x, y = preprocess.load_split(Path(paths.prepared), "test")
+        meta = preprocess.read_meta(Path(paths.prepared))
         proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)
         metrics, matrix = summarize(proba, y, float(history["accuracy"].iloc[-1]))
         if "val_accuracy" in history:

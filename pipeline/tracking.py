@@ -19,6 +19,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
@@ -28,6 +29,7 @@ from pipeline import PipelineError, config
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "model"
+LOCK_TIMEOUT_S = 120
 _MAX_TAG = 5000
 
 
@@ -66,6 +68,25 @@ def _experiment_id(name: str) -> str:
 
 
 @contextmanager
+def _store_lock() -> Iterator[None]:
+    """Serialise opening the local SQLite store across processes (parallel `dvc exp` jobs):
+    on a fresh file, MLflow's schema creation races and can leave a broken database."""
+    if uri() != local_uri():
+        yield
+        return
+    lock = FileLock(project_root() / "mlflow.db.lock")
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT_S)
+    except Timeout:
+        raise TrackingError(f"waited {LOCK_TIMEOUT_S} s for {lock.lock_file}, held by another "
+                            "pipeline process; is one stuck?") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def start(experiment: str, run_id: str | None = None) -> Iterator[str]:
     """Open a new run in `experiment`, or resume `run_id`; yield its id.
 
@@ -76,10 +97,11 @@ def start(experiment: str, run_id: str | None = None) -> Iterator[str]:
         # An inherited MLFLOW_RUN_ID would make start_run resume someone else's run.
         os.environ.pop("MLFLOW_RUN_ID", None)
     try:
-        if run_id:
-            active = mlflow.start_run(run_id=run_id)
-        else:
-            active = mlflow.start_run(experiment_id=_experiment_id(experiment))
+        with _store_lock():
+            if run_id:
+                active = mlflow.start_run(run_id=run_id)
+            else:
+                active = mlflow.start_run(experiment_id=_experiment_id(experiment))
     except MlflowException as err:
         what = f"run {run_id}" if run_id else f"a run in experiment {experiment!r}"
         raise TrackingError(f"cannot open {what} in the MLflow store {uri()}: {err.message}"

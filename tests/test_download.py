@@ -216,7 +216,7 @@ def test_verify_reports_an_unreadable_file_as_unreadable(mnist, tmp_path):
     page = tmp_path / "mnist.npz"
     page.write_bytes(HTML_ERROR_PAGE)
 
-    with pytest.raises(download.DownloadError, match="got none: not an .npz \(zip\) file"):
+    with pytest.raises(download.DownloadError, match=r"got none: not an \.npz \(zip\) file"):
         download.verify(page, mnist.sha256, mnist.fingerprint)
 
 

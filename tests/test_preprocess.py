@@ -212,7 +212,7 @@ def test_load_npz_suggests_a_fresh_download_for_a_truncated_file(tmp_path):
     path = tmp_path / "mnist.npz"
     write_truncated(path)
 
-    with pytest.raises(preprocess.DataError, match="not an .npz \(zip\) file.*dvc repro"):
+    with pytest.raises(preprocess.DataError, match=r"not an \.npz \(zip\) file.*dvc repro"):
         preprocess.load_npz(path)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -12,6 +14,8 @@ from mlflow import MlflowClient
 
 from pipeline import config, tracking
 from pipeline.config import Config
+
+from .conftest import ROOT
 
 
 def _run(run_id: str):
@@ -127,3 +131,19 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
     assert any(p.startswith("keras==") for p in pins)
     signature = mlflow.models.get_model_info(uri).signature
     assert signature.inputs.inputs[0].shape == (-1, 784)
+
+
+def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
+    """Four processes open the store at once, as `dvc queue start -j 4` does on a fresh clone."""
+    script = ("from pipeline import tracking\n"
+              "with tracking.start('exp'):\n"
+              "    tracking.log_metrics({'test_accuracy': 0.9})\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["DVC_ROOT"] = str(tmp_path)
+    jobs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
+                             stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [job.communicate(timeout=120)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0] * 4, errors
+    runs = MlflowClient(tracking.uri()).search_runs(
+        [MlflowClient(tracking.uri()).get_experiment_by_name("exp").experiment_id])
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
