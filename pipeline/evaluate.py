@@ -71,7 +71,7 @@ def main() -> None:
     cfg = config.load()
     paths = cfg.paths
     record = _read_run(Path(paths.run))
-    with tracking.start(cfg.tracking.experiment, run_id=record["run_id"]):
+    with tracking.start(cfg.tracking.experiment, run_id=record["run_id"]) as run_id:
         net = model.load(Path(paths.model))
         history = pd.read_csv(paths.history)
         x, y = preprocess.load_split(Path(paths.prepared), "test")
@@ -99,6 +99,8 @@ def main() -> None:
     log.info("test accuracy %.2f%% | train accuracy %.2f%% | overfitting gap %+.2f points",
              100 * metrics["test_accuracy"], 100 * metrics["train_accuracy"],
              100 * metrics["overfitting_gap"])
+    log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id,
+             tracking.uri())
 
 
 if __name__ == "__main__":

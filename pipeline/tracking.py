@@ -74,16 +74,13 @@ def _store_lock() -> Iterator[None]:
     if uri() != local_uri():
         yield
         return
-    lock = FileLock(project_root() / "mlflow.db.lock")
+    lock = FileLock(project_root() / "mlflow.db.lock", timeout=LOCK_TIMEOUT_S)
     try:
-        lock.acquire(timeout=LOCK_TIMEOUT_S)
+        with lock:
+            yield
     except Timeout:
         raise TrackingError(f"waited {LOCK_TIMEOUT_S} s for {lock.lock_file}, held by another "
                             "pipeline process; is one stuck?") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 @contextmanager
@@ -105,8 +102,9 @@ def start(experiment: str, run_id: str | None = None) -> Iterator[str]:
     except MlflowException as err:
         what = f"run {run_id}" if run_id else f"a run in experiment {experiment!r}"
         raise TrackingError(f"cannot open {what} in the MLflow store {uri()}: {err.message}"
-                            + (" (was it trained against another store? rerun "
-                               "`dvc repro -f train`)" if run_id else "")) from None
+                            + (" (the model was trained against another store, or the "
+                               "store was reset: retrain with `dvc repro -f train`, or "
+                               "`dvc exp run --no-run-cache`)" if run_id else "")) from None
     with active:
         try:
             yield active.info.run_id
