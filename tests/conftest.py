@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +46,22 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def tiny_data() -> tuple[np.ndarray, np.ndarray]:
     return synthetic_digits(400)
+
+
+def make_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """4 train and 3 test 28x28 uint8 images with labels 0-9, as mnist.npz holds them."""
+    rng = np.random.default_rng(seed)
+    return {"x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+            "y_train": np.array([0, 9, 3, 7], dtype=np.uint8),
+            "x_test": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+            "y_test": np.array([1, 2, 8], dtype=np.uint8)}
+
+
+def break_deflate_stream(path: Path, member: str = "x_train.npy") -> None:
+    """Make `member`'s compressed data start with a reserved deflate block type (BTYPE=11)."""
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(member).header_offset
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", raw, offset + 26)
+    raw[offset + 30 + name_length + extra_length] |= 0b110
+    path.write_bytes(bytes(raw))

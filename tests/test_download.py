@@ -6,11 +6,7 @@ import hashlib
 import io
 import logging
 import socket
-import struct
-import subprocess
-import sys
 import threading
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,22 +17,14 @@ import pytest
 
 from pipeline import config, download
 
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import break_deflate_stream, make_arrays
+
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 HTML_ERROR_PAGE = b"<html><body><h1>500 Internal Server Error</h1></body></html>\n"
 QUICK = {"timeout": 2.0}  # every network call in this file gives up fast
 
 
 # ---------------------------------------------------------------- synthetic data
-
-
-def make_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """4 train and 3 test 28x28 uint8 images with labels 0-9, as mnist.npz holds them."""
-    rng = np.random.default_rng(seed)
-    return {"x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
-            "y_train": rng.integers(0, 10, 4, dtype=np.uint8),
-            "x_test": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-            "y_test": rng.integers(0, 10, 3, dtype=np.uint8)}
 
 
 def sha256_of(path: Path) -> str:
@@ -218,16 +206,6 @@ def test_verify_reports_an_unreadable_file_as_unreadable(mnist, tmp_path):
 
     with pytest.raises(download.DownloadError, match=r"got none: not an \.npz \(zip\) file"):
         download.verify(page, mnist.sha256, mnist.fingerprint)
-
-
-def break_deflate_stream(path: Path, member: str = "x_train.npy") -> None:
-    """Make `member`'s compressed data start with a reserved deflate block type (BTYPE=11)."""
-    with zipfile.ZipFile(path) as archive:
-        offset = archive.getinfo(member).header_offset
-    raw = bytearray(path.read_bytes())
-    name_length, extra_length = struct.unpack_from("<HH", raw, offset + 26)
-    raw[offset + 30 + name_length + extra_length] |= 0b110
-    path.write_bytes(bytes(raw))
 
 
 def test_verify_refuses_a_corrupt_compressed_file(mnist, tmp_path):
@@ -462,16 +440,3 @@ def test_main_falls_back_to_the_keras_cache(project, mnist, server, tmp_path,
 
     assert_same_arrays(project / "data" / "raw" / "mnist.npz", mnist.arrays)
     assert server.requests == []
-
-
-# ---------------------------------------------------------------- dependencies
-
-
-def test_download_imports_neither_tensorflow_keras_nor_mlflow():
-    probe = ("import sys, pipeline.download; "
-             "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'mlflow')))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"

@@ -7,10 +7,6 @@ import hashlib
 import json
 import os
 import pickle
-import struct
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +14,14 @@ import pytest
 
 from pipeline import config, download, preprocess
 
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import break_deflate_stream, make_arrays
+
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 PREPARED_FILES = ["meta.json", "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
 
 
-def make_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """4 train and 3 test 28x28 uint8 images with labels 0-9, as mnist.npz holds them."""
-    rng = np.random.default_rng(seed)
-    return {"x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
-            "y_train": np.array([0, 9, 3, 7], dtype=np.uint8),
-            "x_test": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-            "y_test": np.array([1, 2, 8], dtype=np.uint8)}
-
-
 def expected_scaled(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), 28 * 28).astype(np.float32) / np.float32(255)
-
-
-def break_deflate_stream(path: Path, member: str = "x_train.npy") -> None:
-    """Make `member`'s compressed data start with a reserved deflate block type (BTYPE=11)."""
-    with zipfile.ZipFile(path) as archive:
-        offset = archive.getinfo(member).header_offset
-    raw = bytearray(path.read_bytes())
-    name_length, extra_length = struct.unpack_from("<HH", raw, offset + 26)
-    raw[offset + 30 + name_length + extra_length] |= 0b110
-    path.write_bytes(bytes(raw))
 
 
 class Tripwire:
@@ -305,16 +283,3 @@ def test_main_interrupted_mid_write_leaves_no_temp_file(project, monkeypatch):
         preprocess.main()
 
     assert os.listdir(project / "data" / "prepared") == ["x_train.npy"]
-
-
-# ---------------------------------------------------------------- dependencies
-
-
-def test_preprocess_imports_neither_tensorflow_keras_nor_mlflow():
-    probe = ("import sys, pipeline.preprocess; "
-             "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'mlflow')))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
