@@ -38,18 +38,18 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
                         "to download it again")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in ARRAY_KEYS if key not in npz.files]
-            if missing:
-                raise DataError(f"{path}: missing array(s) {', '.join(missing)}; found "
-                                f"{', '.join(npz.files) or 'none'}")
-            return {key: npz[key] for key in ARRAY_KEYS}
+            found = npz.files
+            arrays = {key: npz[key] for key in ARRAY_KEYS if key in found}
     except ValueError as err:
-        if isinstance(err, DataError):
-            raise
         raise DataError(f"{path}: {err} (object arrays are never unpickled)") from None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path} is not a readable .npz ({err}); delete it and rerun "
                         "`dvc repro` to download it again") from None
+    missing = [key for key in ARRAY_KEYS if key not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)}; found "
+                        f"{', '.join(found) or 'none'}")
+    return arrays
 
 
 def validate(arrays: dict[str, np.ndarray]) -> None:
