@@ -31,6 +31,13 @@ class DataError(PipelineError, ValueError):
     """The raw arrays are not MNIST-shaped; the message names the array and the problem."""
 
 
+def _require_keys(found: list[str], where: str) -> None:
+    missing = [key for key in ARRAY_KEYS if key not in found]
+    if missing:
+        raise DataError(f"{where}: missing array(s) {', '.join(missing)}; found "
+                        f"{', '.join(found) or 'none'}")
+
+
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the four arrays, refusing pickled (object) arrays and unreadable files."""
     if path.is_file() and not zipfile.is_zipfile(path):
@@ -45,18 +52,13 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path} is not a readable .npz ({err}); delete it and rerun "
                         "`dvc repro` to download it again") from None
-    missing = [key for key in ARRAY_KEYS if key not in arrays]
-    if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(missing)}; found "
-                        f"{', '.join(found) or 'none'}")
+    _require_keys(found, str(path))
     return arrays
 
 
 def validate(arrays: dict[str, np.ndarray]) -> None:
     """Check keys, shapes, dtypes and label range; raise DataError naming the first problem."""
-    missing = [key for key in ARRAY_KEYS if key not in arrays]
-    if missing:
-        raise DataError(f"missing array(s) {', '.join(missing)}")
+    _require_keys(list(arrays), "arrays")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.uint8 or y.dtype != np.uint8:

@@ -108,6 +108,14 @@ def test_validate_names_the_array_and_the_problem(mutate, fragments):
         assert fragment in str(excinfo.value)
 
 
+def test_validate_names_a_missing_array():
+    arrays = make_arrays()
+    del arrays["x_test"]
+
+    with pytest.raises(preprocess.DataError, match=r"missing array\(s\) x_test; found x_train"):
+        preprocess.validate(arrays)
+
+
 def test_validate_accepts_mnist_shaped_arrays():
     arrays = make_arrays()
     arrays["y_train"][:] = [0, 9, 9, 0]  # the extreme labels are valid
