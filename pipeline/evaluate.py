@@ -1,8 +1,9 @@
 """Stage 4: test metrics, the overfitting gap, per-class accuracy and the first predictions.
 
-Core: pure functions over predicted probabilities. `main()` loads the trained model, writes
+Core: pure functions over predicted probabilities. `run(paths, net, history)` writes
 `metrics.json` (for `dvc metrics show`) and `predictions.csv` (one row per test digit, a DVC
-confusion plot), and adds everything to the MLflow run that train opened.
+confusion plot) and logs them in the open MLflow run. `main()` loads the trained model and
+resumes the run that train opened; a sweep job passes the model it has just trained.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,38 +69,45 @@ def _read_run(path: Path) -> dict:
                             "rerun `dvc repro train`") from None
 
 
-def main() -> None:
-    cfg = config.load()
-    paths = cfg.paths
-    record = _read_run(Path(paths.run))
-    with tracking.start(cfg.tracking.experiment, run_id=record["run_id"]) as run_id:
-        net = model.load(Path(paths.model))
-        history = pd.read_csv(paths.history)
-        x, y = preprocess.load_split(Path(paths.prepared), "test")
-        meta = preprocess.read_meta(Path(paths.prepared))
-        proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)
-        metrics, matrix = summarize(proba, y, float(history["accuracy"].iloc[-1]))
-        if "val_accuracy" in history:
-            metrics["val_accuracy"] = float(history["val_accuracy"].iloc[-1])
-        table = predictions_table(proba, y)
-        files.write_text(Path(paths.metrics), json.dumps(metrics, indent=2) + "\n")
-        files.write_text(Path(paths.predictions), table.to_csv(index=False))
-        tracking.log_data(x, y, meta, source=paths.prepared, context="testing")
-        # val_accuracy is already in the run, per epoch.
-        tracking.log_metrics({k: v for k, v in metrics.items()
-                              if k not in ("per_class_accuracy", "val_accuracy")}
-                             | {f"test_accuracy_{digit}": acc
-                                for digit, acc in metrics["per_class_accuracy"].items()})
-        tracking.log_dict({"rows": "true label", "columns": "predicted label",
-                           "matrix": matrix.tolist()}, "confusion_matrix.json")
-        tracking.log_artifact(Path(paths.metrics))
-        tracking.log_artifact(Path(paths.predictions))
+def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
+    """In the open MLflow run: predict the test set, write metrics and predictions to `paths`,
+    log them; return the metrics."""
+    prepared = Path(paths.prepared)
+    x, y = preprocess.load_split(prepared, "test")
+    meta = preprocess.read_meta(prepared)
+    proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+    metrics, matrix = summarize(proba, y, float(history["accuracy"].iloc[-1]))
+    if "val_accuracy" in history:
+        metrics["val_accuracy"] = float(history["val_accuracy"].iloc[-1])
+    table = predictions_table(proba, y)
+    files.write_text(Path(paths.metrics), json.dumps(metrics, indent=2) + "\n")
+    files.write_text(Path(paths.predictions), table.to_csv(index=False))
+    tracking.log_data(x, y, meta, source=str(prepared), context="testing")
+    # val_accuracy is already in the run, per epoch.
+    tracking.log_metrics({k: v for k, v in metrics.items()
+                          if k not in ("per_class_accuracy", "val_accuracy")}
+                         | {f"test_accuracy_{digit}": acc
+                            for digit, acc in metrics["per_class_accuracy"].items()})
+    tracking.log_dict({"rows": "true label", "columns": "predicted label",
+                       "matrix": matrix.tolist()}, "confusion_matrix.json")
+    tracking.log_artifact(Path(paths.metrics))
+    tracking.log_artifact(Path(paths.predictions))
     first = table.head(SHOWN)
     log.info("first %d test digits: predicted %s, true %s", SHOWN,
              first["predicted"].tolist(), first["actual"].tolist())
     log.info("test accuracy %.2f%% | train accuracy %.2f%% | overfitting gap %+.2f points",
              100 * metrics["test_accuracy"], 100 * metrics["train_accuracy"],
              100 * metrics["overfitting_gap"])
+    return metrics
+
+
+def main() -> None:
+    cfg = config.load()
+    paths = cfg.paths
+    record = _read_run(Path(paths.run))
+    with tracking.start(cfg.tracking.experiment, run_id=record["run_id"]) as run_id:
+        net = model.load(Path(paths.model))
+        run(paths, net, pd.read_csv(paths.history))
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id,
              tracking.uri())
 

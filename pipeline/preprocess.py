@@ -84,14 +84,24 @@ def prepare(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "x_test": scale(arrays["x_test"]), "y_test": arrays["y_test"]}
 
 
+def require(prepared: Path) -> None:
+    """Raise DataError unless `prepared` holds every prepared array and the meta file."""
+    missing = [name for name in (*FILES.values(), META) if not (prepared / name).is_file()]
+    if missing:
+        raise DataError(f"{prepared} lacks {', '.join(missing)}: run `dvc repro preprocess`, "
+                        "or set paths.prepared to a folder that has them")
+
+
 def load_split(prepared: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of 'train' or 'test' from the prepared cache."""
+    require(prepared)
     mode = "r" if mmap else None
     return (np.load(prepared / FILES[f"x_{split}"], mmap_mode=mode, allow_pickle=False),
             np.load(prepared / FILES[f"y_{split}"], mmap_mode=mode, allow_pickle=False))
 
 
 def read_meta(prepared: Path) -> dict:
+    require(prepared)
     return json.loads((prepared / META).read_text())
 
 

@@ -19,10 +19,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from filelock import FileLock, Timeout
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
+from mlflow.utils.time import get_current_time_millis
 
 from pipeline import PipelineError, config
 
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "model"
 LOCK_TIMEOUT_S = 120
 _MAX_TAG = 5000
+_MAX_NOTE = 8000  # MLflow refuses longer tag values
 
 
 class TrackingError(PipelineError):
@@ -84,8 +89,10 @@ def _store_lock() -> Iterator[None]:
 
 
 @contextmanager
-def start(experiment: str, run_id: str | None = None) -> Iterator[str]:
-    """Open a new run in `experiment`, or resume `run_id`; yield its id.
+def start(experiment: str, run_id: str | None = None, *, parent_id: str | None = None,
+          name: str | None = None, tags: dict[str, str] | None = None) -> Iterator[str]:
+    """Open a new run in `experiment` (a child of `parent_id` if given), or resume `run_id`;
+    yield its id.
 
     The run ends FINISHED, or FAILED with the error recorded in the `error` tag.
     """
@@ -98,7 +105,8 @@ def start(experiment: str, run_id: str | None = None) -> Iterator[str]:
             if run_id:
                 active = mlflow.start_run(run_id=run_id)
             else:
-                active = mlflow.start_run(experiment_id=_experiment_id(experiment))
+                active = mlflow.start_run(experiment_id=_experiment_id(experiment),
+                                          run_name=name, parent_run_id=parent_id, tags=tags)
     except MlflowException as err:
         what = f"run {run_id}" if run_id else f"a run in experiment {experiment!r}"
         raise TrackingError(f"cannot open {what} in the MLflow store {uri()}: {err.message}"
@@ -111,6 +119,72 @@ def start(experiment: str, run_id: str | None = None) -> Iterator[str]:
         except BaseException as err:
             mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:_MAX_TAG])
             raise
+
+
+# A sweep's parent run is made with the client, never made active: its jobs open their own
+# runs under it, in this process (Hydra's basic launcher) or in others.
+SWEEP_TAG = "sweep"  # "parent" on a sweep's parent run
+BEST_TAG = "best_in_sweep"  # "true" on the child with the highest validation accuracy
+
+
+def open_sweep(experiment: str, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+    """Create the store (once, before any job fans out) and a sweep's parent run; its id."""
+    mlflow.set_tracking_uri(uri())
+    client = MlflowClient()
+    try:
+        with _store_lock():
+            parent = client.create_run(_experiment_id(experiment), run_name=name[:250],
+                                       tags={SWEEP_TAG: "parent", **tags})
+        client.log_batch(parent.info.run_id,
+                         params=[Param(key, str(value)[:_MAX_TAG]) for key, value in params.items()])
+    except MlflowException as err:
+        raise TrackingError(f"cannot open a sweep run in experiment {experiment!r} in the "
+                            f"MLflow store {uri()}: {err.message}") from None
+    return parent.info.run_id
+
+
+def latest_sweep(experiment: str) -> str:
+    """The id of the newest sweep parent run in `experiment`."""
+    mlflow.set_tracking_uri(uri())
+    found = mlflow.search_runs(experiment_names=[experiment], max_results=1,
+                               filter_string=f"tags.{SWEEP_TAG} = 'parent'",
+                               order_by=["attributes.start_time DESC"])
+    if found.empty:
+        raise TrackingError(f"no sweep in experiment {experiment!r} of {uri()}: run one with "
+                            "`python -m pipeline.sweep -m train.epochs=5,10`")
+    return str(found["run_id"].iloc[0])
+
+
+def sweep_runs(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
+    """A sweep parent's tags, and its child runs as `mlflow.search_runs` lists them."""
+    mlflow.set_tracking_uri(uri())
+    try:
+        parent = MlflowClient().get_run(parent_id)
+    except MlflowException as err:
+        raise TrackingError(f"no run {parent_id} in {uri()}: {err.message}") from None
+    children = mlflow.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                  order_by=["attributes.start_time ASC"])
+    return parent.data.tags, children
+
+
+def publish_sweep(parent_id: str, best_id: str | None, metrics: dict[str, float],
+                  artifacts: list[Path], note: str) -> None:
+    """Put a sweep's report on its parent run (the note is the run's description in the UI)
+    and tag the best child."""
+    client = MlflowClient(uri())
+    if best_id:
+        client.set_tag(best_id, BEST_TAG, "true")
+        client.set_tag(parent_id, "best_run_id", best_id)
+    client.log_batch(parent_id, metrics=[Metric(key, value, get_current_time_millis(), 0)
+                                         for key, value in metrics.items()])
+    client.set_tag(parent_id, "mlflow.note.content", note[:_MAX_NOTE])
+    for path in artifacts:
+        client.log_artifact(parent_id, str(path))
+
+
+def end_sweep(parent_id: str, failed: bool) -> None:
+    MlflowClient(uri()).set_terminated(parent_id, "FAILED" if failed else "FINISHED")
 
 
 def _git(*args: str) -> str | None:

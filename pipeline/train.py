@@ -1,8 +1,9 @@
 """Stage 3: train the network, save it as `.keras`, and record every epoch.
 
 Core: `train(cfg, x, y, on_epoch)` seeds, builds and fits, and returns the model and its
-per-epoch history. `main()` reads the prepared arrays, writes the model and the history CSV
-(a DVC plot), and records it all in a new MLflow run that evaluate later adds to.
+per-epoch history. `run(cfg, paths)` does that inside an MLflow run: it reads the prepared
+arrays, writes the model and the history CSV (a DVC plot), and logs them. `main()` opens a new
+run for it, which evaluate later adds to; a sweep job (`pipeline.sweep`) opens a child run.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class EpochRecorder(keras.callbacks.Callback):
 
 def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
           on_epoch: EpochSink | None = None, verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
-    """Seed everything, build the model from config, fit it; return it with its history."""
+    """From a clean Keras state (nothing left from an earlier model in this process, as in a
+    Hydra sweep), seed everything, build the model from config and fit it; return it with its
+    history."""
+    keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
     recorder = EpochRecorder(on_epoch)
@@ -58,29 +62,41 @@ def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
     return net, pd.DataFrame(recorder.rows)
 
 
-def main() -> None:
-    cfg = config.load()
-    paths = cfg.paths
+def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.DataFrame, str]:
+    """In the open MLflow run: log the config and data, train, write the model and history
+    to `paths`, log them; return the model, its history and its `models:/` URI."""
     prepared = Path(paths.prepared)
     x, y = preprocess.load_split(prepared, "train", mmap=False)
     meta = preprocess.read_meta(prepared)
-    with tracking.start(cfg.tracking.experiment) as run_id:
-        tracking.log_config(cfg)
-        tracking.log_data(x, y, meta, source=str(prepared), context="training")
-        log.info("training %d epochs of batch %d on %d samples (MLflow run %s)",
-                 cfg.train.epochs, cfg.train.batch_size, len(x), run_id)
-        net, history = train(cfg, x, y, on_epoch=tracking.log_epoch)
-        with files.replacing(Path(paths.model), suffix=".keras") as tmp:
-            net.save(tmp)
-        files.write_text(Path(paths.history), history.to_csv(index=False))
-        tracking.log_artifact(Path(paths.history))
-        model_uri = tracking.log_model(net)
-        record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": tracking.uri()}
-        files.write_text(Path(paths.run), json.dumps(record, indent=2) + "\n")
+    tracking.log_config(cfg)
+    tracking.log_data(x, y, meta, source=str(prepared), context="training")
+    log.info("training %d epochs of batch %d on %d samples", cfg.train.epochs,
+             cfg.train.batch_size, len(x))
+    net, history = train(cfg, x, y, on_epoch=tracking.log_epoch)
+    with files.replacing(Path(paths.model), suffix=".keras") as tmp:
+        net.save(tmp)
+    files.write_text(Path(paths.history), history.to_csv(index=False))
+    tracking.log_artifact(Path(paths.history))
+    model_uri = tracking.log_model(net)
     final = history.iloc[-1]
     log.info("final training accuracy %.2f%%%s", 100 * final["accuracy"],
              f", validation {100 * final['val_accuracy']:.2f}%" if "val_accuracy" in final
              else "")
+    return net, history, model_uri
+
+
+def write_record(path: Path, run_id: str, model_uri: str) -> None:
+    """The run's id and model URI, for evaluate (and people) to find the run from the files."""
+    record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": tracking.uri()}
+    files.write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def main() -> None:
+    cfg = config.load()
+    with tracking.start(cfg.tracking.experiment) as run_id:
+        log.info("MLflow run %s", run_id)
+        _, _, model_uri = run(cfg, cfg.paths)
+        write_record(Path(cfg.paths.run), run_id, model_uri)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zipfile
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import config
+from pipeline import config, preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +66,17 @@ def break_deflate_stream(path: Path, member: str = "x_train.npy") -> None:
     name_length, extra_length = struct.unpack_from("<HH", raw, offset + 26)
     raw[offset + 30 + name_length + extra_length] |= 0b110
     path.write_bytes(bytes(raw))
+
+
+def write_prepared(folder: Path, train: int = 400, test: int = 100) -> Path:
+    """A prepared-arrays folder, as the preprocess stage writes it, of synthetic digits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = synthetic_digits(train, seed=1)
+    x_test, y_test = synthetic_digits(test, seed=2)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    for key, array in arrays.items():
+        np.save(folder / preprocess.FILES[key], array)
+    meta = {"fingerprint": "synthetic", "source": "tests", "train_samples": train,
+            "test_samples": test}
+    (folder / preprocess.META).write_text(json.dumps(meta))
+    return folder

@@ -1,0 +1,148 @@
+"""The sweep report: one row per job of a sweep, and where overfitting starts.
+
+    python -m pipeline.report [PARENT_RUN_ID] [--output DIR]
+
+Built from MLflow, the record of truth: the child runs of a sweep's parent run (the newest
+sweep when no id is given). It writes `sweep_report.csv` (the table), `sweep_report.md` (the
+same, readable) and `sweep_report.png` (test accuracy and the overfitting gap against epochs,
+a line per batch size) to DIR (default: the sweep's Hydra folder), prints the table, and puts
+it all on the parent run, whose description in the MLflow UI becomes the table. The child with
+the highest validation accuracy is tagged `best_in_sweep`; the test set never picks it.
+A sweep publishes its own report when its last job ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import cli, config, tracking
+
+log = logging.getLogger(__name__)
+
+CSV, MARKDOWN, PLOT = "sweep_report.csv", "sweep_report.md", "sweep_report.png"
+ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy", "overfitting_gap")
+AXES = ("train.epochs", "train.batch_size")
+
+
+def _column(runs: pd.DataFrame, name: str) -> pd.Series:
+    """A column of `mlflow.search_runs` output; all missing when no run logged it."""
+    return runs[name] if name in runs else pd.Series(pd.NA, index=runs.index, dtype=object)
+
+
+def _typed(values: pd.Series) -> pd.Series:
+    """MLflow params are strings: numbers become numbers (whole ones integers), others stay."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if not numbers.notna().equals(values.notna()):
+        return values
+    return numbers.astype("Int64") if (numbers.dropna() % 1 == 0).all() else numbers
+
+
+def table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: epochs, batch size and any other param that varies, status, final
+    train/validation/test accuracy, the overfitting gap (train - test), and wall time."""
+    params = [c.removeprefix("params.") for c in runs if c.startswith("params.")]
+    varying = [p for p in params if p not in AXES and runs[f"params.{p}"].nunique() > 1]
+    rows = pd.DataFrame({"run": _column(runs, "tags.mlflow.runName"),
+                         "run_id": runs["run_id"], "status": runs["status"]})
+    for param in (*AXES, *sorted(varying)):
+        rows[param.rpartition(".")[2]] = _typed(_column(runs, f"params.{param}"))
+    for metric in ACCURACIES:
+        rows[metric] = pd.to_numeric(_column(runs, f"metrics.{metric}"), errors="coerce")
+    rows["time_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds().round(1)
+    return rows.sort_values(["epochs", "batch_size"], na_position="last", kind="stable",
+                            ignore_index=True)
+
+
+def best(rows: pd.DataFrame) -> pd.Series | None:
+    """The finished run with the highest validation accuracy (never chosen on test accuracy)."""
+    done = rows[(rows["status"] == "FINISHED") & rows["val_accuracy"].notna()]
+    return None if done.empty else done.loc[done["val_accuracy"].idxmax()]
+
+
+def markdown(rows: pd.DataFrame) -> str:
+    """The table for people: accuracies in percent, the gap in percentage points."""
+    shown = rows.drop(columns=["run_id"])
+    for metric in ACCURACIES:
+        shown[metric] = (100 * shown[metric]).round(2)
+    shown = shown.rename(columns={"train_accuracy": "train %", "val_accuracy": "val %",
+                                  "test_accuracy": "test %", "overfitting_gap": "gap (points)",
+                                  "time_s": "time (s)"})
+    shown = shown.astype(object).where(shown.notna(), None)  # a failed job's blanks
+    return shown.to_markdown(index=False, floatfmt=".2f", missingval="-")
+
+
+def plot(rows: pd.DataFrame, path: Path) -> None:
+    """Test accuracy and the overfitting gap against epochs, a line per batch size."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    accuracy, gap = figure.subplots(1, 2)
+    done = rows[rows["status"] == "FINISHED"]
+    for batch, group in done.groupby("batch_size"):
+        group = group.sort_values("epochs")
+        accuracy.plot(group["epochs"], 100 * group["test_accuracy"], "o-", label=f"batch {batch}")
+        gap.plot(group["epochs"], 100 * group["overfitting_gap"], "o-", label=f"batch {batch}")
+    accuracy.set(title="Test accuracy", xlabel="epochs", ylabel="%")
+    gap.set(title="Overfitting gap (train - test accuracy)", xlabel="epochs",
+            ylabel="percentage points")
+    gap.axhline(0, color="grey", linewidth=0.8)
+    for axes in (accuracy, gap):
+        axes.set_xticks(sorted(done["epochs"].dropna().unique()))
+        axes.grid(alpha=0.3)
+        if done["batch_size"].notna().any():
+            axes.legend()
+    figure.savefig(path, dpi=110)
+
+
+def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
+    failed = int((rows["status"] != "FINISHED").sum())
+    text = f"{len(rows)} jobs, {failed} failed."
+    if chosen is not None:
+        text += (f" Best by validation accuracy: {chosen['run']} (run {chosen['run_id']}): "
+                 f"validation {100 * chosen['val_accuracy']:.2f}%, test "
+                 f"{100 * chosen['test_accuracy']:.2f}%, overfitting gap "
+                 f"{100 * chosen['overfitting_gap']:+.2f} points.")
+    return text
+
+
+def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
+    """Build a sweep's report from MLflow, write it to `output` (default: the sweep's folder),
+    put it on the parent run and tag the best child; return the table."""
+    tags, runs = tracking.sweep_runs(parent_id)
+    if runs.empty:
+        raise tracking.TrackingError(f"sweep run {parent_id} has no jobs in {tracking.uri()}")
+    rows = table(runs)
+    chosen = best(rows)
+    output = output or Path(tags.get("sweep_dir") or f"reports/sweep-{parent_id}")
+    output.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(output / CSV, index=False)
+    text = f"{summary(rows, chosen)}\n\n{markdown(rows)}\n"
+    (output / MARKDOWN).write_text(text)
+    plot(rows, output / PLOT)
+    failed = int((rows["status"] != "FINISHED").sum())
+    metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed)}
+    if chosen is not None:
+        metrics |= {"best_val_accuracy": float(chosen["val_accuracy"]),
+                    "best_test_accuracy": float(chosen["test_accuracy"])}
+    tracking.publish_sweep(parent_id, None if chosen is None else str(chosen["run_id"]),
+                           metrics, [output / CSV, output / MARKDOWN, output / PLOT], text)
+    log.info("sweep report in %s and on MLflow run %s:\n%s", output, parent_id, text)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("parent", nargs="?", help="the sweep's parent run id (default: newest)")
+    parser.add_argument("--experiment", default=config.TrackingConfig().experiment)
+    parser.add_argument("--output", type=Path, help="folder for the report files")
+    args = parser.parse_args(argv)
+    publish(args.parent or tracking.latest_sweep(args.experiment), args.output)
+
+
+if __name__ == "__main__":
+    cli.run(main)

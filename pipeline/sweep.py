@@ -1,0 +1,176 @@
+"""Hydra entry point: train and evaluate one configuration per job; a sweep is one parent run.
+
+    python -m pipeline.sweep                         # one run of conf/ (+ any overrides)
+    python -m pipeline.sweep -m train.epochs=5,10,20 train.batch_size=64,128,256
+    python -m pipeline.sweep -m grid=overfitting     # that grid, kept in conf/grid/
+
+Each job calls the cores the DVC stages call (`train.run`, `evaluate.run`) inside a child
+MLflow run of the sweep's parent run, and writes its model, history, metrics and predictions
+to its Hydra folder, beside the composed config Hydra keeps there (`.hydra/config.yaml`, the
+same config the run logs). Before the first job the prepared arrays are brought up to date
+once. A job that fails leaves a FAILED run and the others still run; at the end the parent gets
+the sweep report (`pipeline.report`) and the sweep exits 1 if any job failed.
+
+Hydra's basic launcher runs the jobs one after another in this process: `train.train` starts
+each from a clean Keras state and its own seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import PipelineError, config, evaluate, files, preprocess, report, train, tracking
+
+log = logging.getLogger(__name__)
+
+RECORD = "sweep.json"  # in the sweep's folder: its parent run, for the jobs to find
+JOB_OUTPUTS = ("model", "run", "history", "metrics", "predictions")  # written per job
+
+
+def prepare_data(cfg: config.Config) -> None:
+    """Bring the prepared arrays up to date once, before any job starts.
+
+    The pipeline's own arrays (`paths.prepared` as in params.yaml) belong to DVC: `dvc repro
+    preprocess` reruns download and preprocess only if an input changed or an output is
+    missing, and is a no-op otherwise. Arrays anywhere else are the user's, used as they are.
+    """
+    prepared = Path(cfg.paths.prepared)
+    params = config.load() if Path("dvc.yaml").is_file() else None
+    if params is None or Path(params.paths.prepared).resolve() != prepared.resolve():
+        preprocess.require(prepared)
+        log.info("using the prepared arrays in %s as they are", prepared)
+        return
+    if (params.data, params.paths.raw) != (cfg.data, cfg.paths.raw):
+        raise config.ConfigError("conf/ and params.yaml disagree on `data` or `paths.raw`: "
+                                 "recompose params.yaml with `make params`, or set "
+                                 "paths.prepared to arrays of your own")
+    command = [sys.executable, "-m", "dvc", "repro", "preprocess"]
+    if subprocess.run(command, check=False).returncode:
+        raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
+
+
+def _base(hydra_config: DictConfig) -> config.Config:
+    """The sweep's own config (conf/ with the overrides that do not sweep), validated."""
+    keys = [key for key in hydra_config if key != "hydra"]
+    plain = OmegaConf.to_container(OmegaConf.masked_copy(hydra_config, keys), resolve=True)
+    return config.validate(plain, "conf/ with the command line's overrides")
+
+
+def _overrides(hydra_node: DictConfig) -> tuple[dict[str, str], list[str]]:
+    """The sweep's overrides by key (`hydra.sweeper.params` from config, then the command
+    line, which wins), and the keys that sweep over several values."""
+    lines = [f"{key}={value}" for key, value in (hydra_node.sweeper.params or {}).items()]
+    lines += list(hydra_node.overrides.task)
+    last = {o.get_key_element(): o for o in OverridesParser.create().parse_overrides(lines)}
+    given = {key: o.input_line.partition("=")[2] for key, o in last.items()}
+    return given, [key for key, o in last.items() if o.is_sweep_override()]
+
+
+def _open(hydra_config: DictConfig) -> None:
+    base = _base(hydra_config)
+    prepare_data(base)
+    given, swept = _overrides(hydra_config.hydra)
+    folder = Path(hydra_config.hydra.sweep.dir).resolve()
+    name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
+    parent = tracking.open_sweep(base.tracking.experiment, name, given,
+                                   {"sweep_dir": str(folder)})
+    record = {"parent_run_id": parent, "experiment": base.tracking.experiment, "swept": swept}
+    files.write_text(folder / RECORD, json.dumps(record, indent=2) + "\n")
+    log.info("sweep over %s: parent MLflow run %s, job folders in %s",
+             ", ".join(swept) or "nothing", parent, folder)
+
+
+def _close(hydra_config: DictConfig) -> None:
+    folder = Path(hydra_config.hydra.sweep.dir).resolve()
+    parent = json.loads((folder / RECORD).read_text())["parent_run_id"]
+    rows = report.publish(parent, folder)
+    failed = int((rows["status"] != "FINISHED").sum())
+    tracking.end_sweep(parent, failed=bool(failed))
+    if failed:
+        raise PipelineError(f"{failed} of {len(rows)} jobs failed: their errors are above, in "
+                            f"{folder}/<job>/sweep.log and on their FAILED runs in MLflow")
+
+
+def _or_exit(step: Callable[[DictConfig], None], hydra_config: DictConfig) -> None:
+    """Hydra turns an exception in a callback into a warning; a sweep that cannot start or
+    finish must stop with an error instead."""
+    try:
+        step(hydra_config)
+    except PipelineError as err:
+        log.error("error: %s", err)
+        raise SystemExit(1) from None
+    except Exception:
+        log.exception("the sweep failed")
+        raise SystemExit(1) from None
+
+
+class SweepCallback(Callback):
+    """Hydra's hooks around the jobs (registered in conf/config.yaml, `hydra.callbacks`)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _or_exit(lambda c: prepare_data(_base(c)), config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _or_exit(_open, config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _or_exit(_close, config)
+
+
+def _job(raw: DictConfig, sweep: dict | None) -> float | None:
+    node = HydraConfig.get()
+    out = Path(node.runtime.output_dir)
+    overrides = list(node.overrides.task)
+    swept = sweep["swept"] if sweep else []
+    name = " ".join(o for o in overrides if o.partition("=")[0] in swept) or None
+    experiment = sweep["experiment"] if sweep else str(raw.tracking.experiment)
+    tags = {"hydra_output_dir": str(out), "hydra_overrides": " ".join(overrides)}
+    parent = sweep["parent_run_id"] if sweep else None
+    with tracking.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
+        # Validated inside the run: a job with a bad value is a FAILED run of the sweep.
+        cfg = config.validate(OmegaConf.to_container(raw, resolve=True),
+                              f"conf/ with {' '.join(overrides) or 'no overrides'}")
+        paths = dataclasses.replace(cfg.paths, **{
+            key: str(out / Path(getattr(cfg.paths, key)).name) for key in JOB_OUTPUTS})
+        log.info("MLflow run %s, outputs in %s", run_id, out)
+        net, history, model_uri = train.run(cfg, paths)
+        train.write_record(Path(paths.run), run_id, model_uri)
+        metrics = evaluate.run(paths, net, history)
+    return metrics.get("val_accuracy")
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(raw: DictConfig) -> float | None:
+    """One job: its validation accuracy is the objective, for sweepers that optimise."""
+    node = HydraConfig.get()
+    sweep = None
+    if node.mode == RunMode.MULTIRUN:
+        sweep = json.loads((Path(node.sweep.dir) / RECORD).read_text())
+    try:
+        return _job(raw, sweep)
+    except Exception as err:
+        if isinstance(err, PipelineError):
+            log.error("error: %s", err)
+        else:
+            log.exception("job failed")
+        if sweep is None:
+            raise SystemExit(1) from None
+        return None  # its run is FAILED; the sweep goes on and exits 1 at the end
+
+
+if __name__ == "__main__":
+    main()
