@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, config, evaluate, files, preprocess, report, train, tracking
+from pipeline import PipelineError, config, files, preprocess, report, tracking
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ class SweepCallback(Callback):
 
 
 def _job(raw: DictConfig, sweep: dict | None) -> float | None:
+    from pipeline import evaluate, train  # TensorFlow (4 s) only once a job runs
+
     node = HydraConfig.get()
     out = Path(node.runtime.output_dir)
     overrides = list(node.overrides.task)

@@ -5,15 +5,19 @@ MNIST comes from the canonical URL, or from MNIST_SOURCE when set (CI and offlin
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -143,3 +147,53 @@ def test_changing_epochs_reruns_only_train_and_evaluate(project):
     client, runs = project.runs()
     assert len(runs) == 2 and runs[-1].data.params["train.epochs"] == "2"
     assert len(client.get_metric_history(runs[-1].info.run_id, "accuracy")) == 2
+
+
+def _sweep_children(runs, parent):
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(project):
+    lock = (project.path / "dvc.lock").read_text()
+    output = project.sh(sys.executable, "-m", "pipeline.sweep", "-m", "train.epochs=1",
+                        "train.batch_size=256,512")
+    assert _ran(output) == set(), "the sweep prepared the data again"
+    assert (project.path / "dvc.lock").read_text() == lock
+    _, runs = project.runs()
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = _sweep_children(runs, parent)
+    assert sorted(r.data.params["train.batch_size"] for r in children) == ["256", "512"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert 0.9 < child.data.metrics["test_accuracy"] < 0.99
+    report = Path(parent.data.tags["sweep_dir"]) / "sweep_report.csv"
+    assert len(report.read_text().splitlines()) == 3
+
+
+def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tmp_path):
+    # A fresh clone: no MLflow store yet. It shares the project's DVC cache (the data).
+    clone = Project(tmp_path / "clone", project.env)
+    _sh(tmp_path, project.env, "git", "clone", "-q", str(project.path), str(clone.path))
+    clone.sh("dvc", "cache", "dir", "--local", str(project.path / ".dvc/cache"))
+    clone.sh("dvc", "exp", "run", "--queue", "-S", "train.epochs=1",
+             "-S", "train.batch_size=64,256")
+    clone.sh("dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 480
+    while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
+        assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
+        time.sleep(2)
+    client, runs = clone.runs()
+    assert sorted(r.data.params["train.batch_size"] for r in runs) == ["256", "64"], status
+    shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
+    shown = shown.dropna(subset=["Experiment"]).set_index("Experiment")
+    head = clone.sh("git", "rev-parse", "HEAD").strip()
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for name in ("accuracy", "val_accuracy", "train_val_gap"):
+            assert len(client.get_metric_history(run.info.run_id, name)) == 1, name
+        assert {"test_accuracy", "overfitting_gap"} <= set(run.data.metrics)
+        # The experiment `dvc exp show` lists and the MLflow run name each other.
+        row = shown.loc[run.data.tags["dvc_exp_name"]]
+        assert row["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+        assert row["train.batch_size"] == int(run.data.params["train.batch_size"])
+        assert run.data.tags["dvc_exp_baseline_rev"] == head
