@@ -135,8 +135,8 @@ def open_sweep(experiment: str, name: str, params: dict[str, str], tags: dict[st
         with _store_lock():
             parent = client.create_run(_experiment_id(experiment), run_name=name[:250],
                                        tags={SWEEP_TAG: "parent", **tags})
-        client.log_batch(parent.info.run_id,
-                         params=[Param(key, str(value)[:_MAX_TAG]) for key, value in params.items()])
+        client.log_batch(parent.info.run_id, params=[
+            Param(key, str(value)[:_MAX_TAG]) for key, value in params.items()])
     except MlflowException as err:
         raise TrackingError(f"cannot open a sweep run in experiment {experiment!r} in the "
                             f"MLflow store {uri()}: {err.message}") from None

@@ -158,7 +158,8 @@ def test_missing_prepared_arrays_are_named_before_any_run(tmp_path):
 def test_overrides_from_config_then_the_command_line():
     node = OmegaConf.create({
         "sweeper": {"params": {"train.epochs": "5,10", "train.batch_size": "64,128"}},
-        "overrides": {"task": ["train.epochs=1", "train.seed=range(1,3)", "model.hidden_units=8"]}})
+        "overrides": {"task": ["train.epochs=1", "train.seed=range(1,3)",
+                               "model.hidden_units=8"]}})
     given, swept = sweep._overrides(node)
     assert given == {"train.epochs": "1", "train.batch_size": "64,128",
                      "train.seed": "range(1,3)", "model.hidden_units": "8"}
