@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test ui params lint
+.PHONY: help install run sweep test ui params lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(VENV)/.installed ## create .venv and install the project (pinned)
 
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
 	dvc repro
+
+sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256 (conf/grid/)
+	python -m pipeline.sweep -m grid=overfitting
 
 test: install ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
 	pytest

@@ -4,9 +4,9 @@
 
 Built from MLflow, the record of truth: the child runs of a sweep's parent run (the newest
 sweep when no id is given). It writes `sweep_report.csv` (the table), `sweep_report.md` (the
-same, readable) and `sweep_report.png` (test accuracy and the overfitting gap against epochs,
-a line per batch size) to DIR (default: the sweep's Hydra folder), prints the table, and puts
-it all on the parent run, whose description in the MLflow UI becomes the table. The child with
+same, readable) and `sweep_report.png` (test accuracy, the overfitting gap and test loss against
+epochs, a line per batch size) to DIR (default: the sweep's Hydra folder), prints the table,
+and puts it all on the parent run, whose description in the MLflow UI becomes the table. The child with
 the highest validation accuracy is tagged `best_in_sweep`; the test set never picks it.
 A sweep publishes its own report when its last job ends.
 """
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CSV, MARKDOWN, PLOT = "sweep_report.csv", "sweep_report.md", "sweep_report.png"
 ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy", "overfitting_gap")
+METRICS = (*ACCURACIES, "test_loss")  # test loss rising again: overfitting, in confidence
 AXES = ("train.epochs", "train.batch_size")
 
 
@@ -43,14 +44,15 @@ def _typed(values: pd.Series) -> pd.Series:
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: epochs, batch size and any other param that varies, status, final
-    train/validation/test accuracy, the overfitting gap (train - test), and wall time."""
+    train/validation/test accuracy, the overfitting gap (train - test), test loss, and wall
+    time."""
     params = [c.removeprefix("params.") for c in runs if c.startswith("params.")]
     varying = [p for p in params if p not in AXES and runs[f"params.{p}"].nunique() > 1]
     rows = pd.DataFrame({"run": _column(runs, "tags.mlflow.runName"),
                          "run_id": runs["run_id"], "status": runs["status"]})
     for param in (*AXES, *sorted(varying)):
         rows[param.rpartition(".")[2]] = _typed(_column(runs, f"params.{param}"))
-    for metric in ACCURACIES:
+    for metric in METRICS:
         rows[metric] = pd.to_numeric(_column(runs, f"metrics.{metric}"), errors="coerce")
     rows["time_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds().round(1)
     return rows.sort_values(["epochs", "batch_size"], na_position="last", kind="stable",
@@ -70,27 +72,27 @@ def markdown(rows: pd.DataFrame) -> str:
         shown[metric] = (100 * shown[metric]).round(2)
     shown = shown.rename(columns={"train_accuracy": "train %", "val_accuracy": "val %",
                                   "test_accuracy": "test %", "overfitting_gap": "gap (points)",
-                                  "time_s": "time (s)"})
+                                  "test_loss": "test loss", "time_s": "time (s)"})
+    formats = [".4f" if column == "test loss" else ".2f" for column in shown]
     shown = shown.astype(object).where(shown.notna(), None)  # a failed job's blanks
-    return shown.to_markdown(index=False, floatfmt=".2f", missingval="-")
+    return shown.to_markdown(index=False, floatfmt=formats, missingval="-")
 
 
 def plot(rows: pd.DataFrame, path: Path) -> None:
-    """Test accuracy and the overfitting gap against epochs, a line per batch size."""
+    """Test accuracy, the overfitting gap and test loss against epochs, a line per batch size."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    accuracy, gap = figure.subplots(1, 2)
+    figure = Figure(figsize=(13, 4), layout="constrained")
+    panels = zip(figure.subplots(1, 3), (
+        ("test_accuracy", 100, "Test accuracy", "%"),
+        ("overfitting_gap", 100, "Overfitting gap (train - test accuracy)", "percentage points"),
+        ("test_loss", 1, "Test loss", "cross-entropy")))
     done = rows[rows["status"] == "FINISHED"]
-    for batch, group in done.groupby("batch_size"):
-        group = group.sort_values("epochs")
-        accuracy.plot(group["epochs"], 100 * group["test_accuracy"], "o-", label=f"batch {batch}")
-        gap.plot(group["epochs"], 100 * group["overfitting_gap"], "o-", label=f"batch {batch}")
-    accuracy.set(title="Test accuracy", xlabel="epochs", ylabel="%")
-    gap.set(title="Overfitting gap (train - test accuracy)", xlabel="epochs",
-            ylabel="percentage points")
-    gap.axhline(0, color="grey", linewidth=0.8)
-    for axes in (accuracy, gap):
+    for axes, (metric, scale, title, unit) in panels:
+        for batch, group in done.groupby("batch_size"):
+            group = group.sort_values("epochs")
+            axes.plot(group["epochs"], scale * group[metric], "o-", label=f"batch {batch}")
+        axes.set(title=title, xlabel="epochs", ylabel=unit)
         axes.set_xticks(sorted(done["epochs"].dropna().unique()))
         axes.grid(alpha=0.3)
         if done["batch_size"].notna().any():

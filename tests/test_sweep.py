@@ -174,7 +174,7 @@ def _search_runs(rows: list[dict]) -> pd.DataFrame:
         "start_time": start, "end_time": start + pd.Timedelta(seconds=10 * (i + 1)),
         "tags.mlflow.runName": f"job {i}", "params.train.seed": "42",
         **{f"params.train.{k}": str(row[k]) for k in ("epochs", "batch_size") if k in row},
-        **{f"metrics.{k}": row[k] for k in report.ACCURACIES if k in row}}
+        **{f"metrics.{k}": row[k] for k in report.METRICS if k in row}}
         for i, row in enumerate(rows)])
 
 
