@@ -97,7 +97,11 @@ def _open(hydra_config: DictConfig) -> None:
 def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     parent = json.loads((folder / RECORD).read_text())["parent_run_id"]
-    rows = report.publish(parent, folder)
+    try:
+        rows = report.publish(parent, folder)
+    except Exception:
+        tracking.end_sweep(parent, failed=True)  # never left RUNNING
+        raise
     failed = int((rows["status"] != "FINISHED").sum())
     tracking.end_sweep(parent, failed=bool(failed))
     if failed:

@@ -7,6 +7,7 @@ Each sweep runs as a user runs it, in a subprocess; its store is the test's own
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -26,14 +27,15 @@ from .conftest import write_prepared
 class Sweep:
     """One finished `python -m pipeline.sweep` and what it left in MLflow."""
 
-    def __init__(self, tmp_path: Path, *overrides: str, prepared: Path | None = None) -> None:
+    def __init__(self, tmp_path: Path, *overrides: str, prepared: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         prepared = prepared or write_prepared(tmp_path / "prepared")
         self.folder = tmp_path / "multirun"
         command = [sys.executable, "-m", "pipeline.sweep", *overrides, "model.hidden_units=16",
                    f"paths.prepared={prepared}", f"hydra.sweep.dir={self.folder}",
                    f"hydra.run.dir={tmp_path / 'run'}"]
         done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=600, env=os.environ | (env or {}))
         self.returncode, self.output = done.returncode, done.stdout + done.stderr
         self.store_made = (tmp_path / "mlflow.db").exists()  # before the client makes one
         self.client = MlflowClient(tracking.uri())
@@ -65,7 +67,9 @@ def _layer_names(model: Path) -> list[str]:
 
 
 def test_a_2x2_sweep_is_one_parent_run_with_a_finished_child_per_job(tmp_path):
-    done = Sweep(tmp_path, "-m", "train.epochs=1,2", "train.batch_size=16,32")
+    # A run id left in the environment (a shell inside `mlflow run`) must not be resumed.
+    done = Sweep(tmp_path, "-m", "train.epochs=1,2", "train.batch_size=16,32",
+                 env={"MLFLOW_RUN_ID": "0" * 32})
     assert done.returncode == 0, done.output[-3000:]
     children = done.children()
     assert len(done.runs) == 5 and len(children) == 4
