@@ -105,10 +105,13 @@ class TrainConfig:
 @dataclass
 class TrackingConfig:
     experiment: str = "mnist"
+    registered_model: str = "mnist-dense"
 
     def __post_init__(self) -> None:
         _check(bool(self.experiment.strip()), "tracking.experiment", "a non-empty name",
                self.experiment, "mnist")
+        _check(bool(self.registered_model.strip()), "tracking.registered_model",
+               "a non-empty name", self.registered_model, "mnist-dense")
 
 
 @dataclass
@@ -120,6 +123,7 @@ class PathsConfig:
     history: str = "reports/history.csv"
     metrics: str = "reports/metrics.json"
     predictions: str = "reports/predictions.csv"
+    plots: str = "reports/plots"
 
     def __post_init__(self) -> None:
         _check(self.model.endswith(".keras"), "paths.model", "a path ending in .keras",

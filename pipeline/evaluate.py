@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, cli, config, files, model, preprocess, tracking
+from pipeline import PipelineError, cli, config, files, model, plots, preprocess, tracking
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
                        "matrix": matrix.tolist()}, "confusion_matrix.json")
     tracking.log_artifact(Path(paths.metrics))
     tracking.log_artifact(Path(paths.predictions))
+    images = plots.save_all(Path(paths.plots), history, matrix, x, y, proba)
+    tracking.log_artifacts(images, "plots")
     first = table.head(SHOWN)
     log.info("first %d test digits: predicted %s, true %s", SHOWN,
              first["predicted"].tolist(), first["actual"].tolist())

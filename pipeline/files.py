@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
@@ -21,6 +24,7 @@ def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as a plain open() would; mkstemp makes it 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

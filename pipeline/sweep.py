@@ -38,7 +38,7 @@ from pipeline import PipelineError, config, files, preprocess, report, tracking
 log = logging.getLogger(__name__)
 
 RECORD = "sweep.json"  # in the sweep's folder: its parent run, for the jobs to find
-JOB_OUTPUTS = ("model", "run", "history", "metrics", "predictions")  # written per job
+JOB_OUTPUTS = ("model", "run", "history", "metrics", "predictions", "plots")  # written per job
 
 
 def prepare_data(cfg: config.Config) -> None:

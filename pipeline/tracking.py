@@ -75,7 +75,8 @@ def _experiment_id(name: str) -> str:
 @contextmanager
 def _store_lock() -> Iterator[None]:
     """Serialise opening the local SQLite store across processes (parallel `dvc exp` jobs):
-    on a fresh file, MLflow's schema creation races and can leave a broken database."""
+    on a fresh file, MLflow's schema creation races and can leave a broken database. Alias
+    decisions in the registry take it too."""
     if uri() != local_uri():
         yield
         return
@@ -245,6 +246,11 @@ def log_artifact(path: Path) -> None:
     mlflow.log_artifact(str(path))
 
 
+def log_artifacts(paths: list[Path], folder: str) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path), folder)
+
+
 def log_dict(data: Any, name: str) -> None:
     mlflow.log_dict(data, name)
 
@@ -258,6 +264,28 @@ def _requirements() -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return found
+
+
+CHAMPION = "champion"  # the registry alias of the version with the best validation accuracy
+
+
+def register(name: str, model_uri: str, val_accuracy: float | None) -> tuple[int, bool]:
+    """Make the logged model a new version of registered model `name`, linked to its run;
+    move the `champion` alias to it only if its validation accuracy beats the champion's.
+    Return the version and whether it is the champion now."""
+    client = MlflowClient(uri())
+    tags = {} if val_accuracy is None else {"val_accuracy": str(val_accuracy)}
+    with _store_lock():  # one alias decision at a time, even from parallel jobs
+        version = mlflow.register_model(model_uri, name, tags=tags)
+        try:
+            champion = client.get_model_version_by_alias(name, CHAMPION)
+            best = float(champion.tags.get("val_accuracy", "-inf"))
+        except MlflowException:  # no champion yet
+            best = float("-inf")
+        wins = val_accuracy is not None and val_accuracy > best
+        if wins:
+            client.set_registered_model_alias(name, CHAMPION, version.version)
+    return int(version.version), wins
 
 
 def log_model(model: Any) -> str:

@@ -79,9 +79,18 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     tracking.log_artifact(Path(paths.history))
     model_uri = tracking.log_model(net)
     final = history.iloc[-1]
+    val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
     log.info("final training accuracy %.2f%%%s", 100 * final["accuracy"],
-             f", validation {100 * final['val_accuracy']:.2f}%" if "val_accuracy" in final
-             else "")
+             "" if val_accuracy is None else f", validation {100 * val_accuracy:.2f}%")
+    name = cfg.tracking.registered_model
+    version, champion = tracking.register(name, model_uri, val_accuracy)
+    if champion:
+        verdict = f"now @{tracking.CHAMPION}"
+    elif val_accuracy is None:
+        verdict = "no validation accuracy, so never the champion"
+    else:
+        verdict = f"@{tracking.CHAMPION} stays on a version with higher validation accuracy"
+    log.info("registered as %s version %d: %s", name, version, verdict)
     return net, history, model_uri
 
 

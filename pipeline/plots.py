@@ -1,0 +1,90 @@
+"""A run's pictures: learning curves with the overfitting gap, the confusion matrix, and the
+test digits the model got wrong. Pure matplotlib (no pyplot, no display); the evaluate stage
+saves them as PNGs for DVC (`dvc plots show`) and logs them in the run for the MLflow UI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline import files
+
+LEARNING_CURVES = "learning_curves.png"
+CONFUSION = "confusion_matrix.png"
+MISCLASSIFIED = "misclassified.png"
+
+
+def learning_curves(history: pd.DataFrame) -> Figure:
+    """Accuracy and loss per epoch, training against validation, the gap shaded."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    accuracy, loss = figure.subplots(1, 2)
+    epochs = history["epoch"]
+    accuracy.plot(epochs, 100 * history["accuracy"], "o-", label="train")
+    loss.plot(epochs, history["loss"], "o-", label="train")
+    if "val_accuracy" in history:
+        accuracy.plot(epochs, 100 * history["val_accuracy"], "o-", label="validation")
+        accuracy.fill_between(epochs, 100 * history["accuracy"], 100 * history["val_accuracy"],
+                              alpha=0.2, label="gap (overfitting)")
+        final = history.iloc[-1]
+        accuracy.annotate(f"gap {100 * final['train_val_gap']:+.2f} points",
+                          (final["epoch"], 100 * final["val_accuracy"]),
+                          xytext=(-10, -25), textcoords="offset points", ha="right")
+        loss.plot(epochs, history["val_loss"], "o-", label="validation")
+    accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
+    loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    for axes in (accuracy, loss):
+        axes.set_xticks(epochs)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    return figure
+
+
+def confusion(matrix: np.ndarray) -> Figure:
+    """Counts of true (rows) against predicted (columns) digits; the diagonal is right."""
+    figure = Figure(figsize=(6, 5.5), layout="constrained")
+    axes = figure.subplots()
+    axes.imshow(np.log1p(matrix), cmap="Blues")
+    limit = np.log1p(matrix).max() / 2
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if np.log1p(count) > limit else "black")
+    ticks = range(len(matrix))
+    axes.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
+             title=f"Confusion matrix ({matrix.trace()} of {matrix.sum()} right)")
+    return figure
+
+
+def misclassified(images: np.ndarray, labels: np.ndarray, proba: np.ndarray,
+                  limit: int = 36) -> Figure:
+    """The first `limit` test digits the model got wrong, each titled with the truth and the
+    model's answer and confidence."""
+    predicted = proba.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)[:limit]
+    columns = 6
+    rows = max(1, -(-len(wrong) // columns))
+    figure = Figure(figsize=(1.6 * columns, 1.9 * rows), layout="constrained")
+    figure.suptitle(f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits "
+                    f"misclassified; the first {len(wrong)}")
+    for axes in figure.subplots(rows, columns, squeeze=False).flat:
+        axes.set_axis_off()
+    for axes, index in zip(figure.axes, wrong, strict=False):
+        axes.imshow(np.asarray(images[index]).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+        axes.set_title(f"#{index}: true {labels[index]}\npredicted {predicted[index]} "
+                       f"({100 * proba[index].max():.0f}%)", fontsize=8)
+    return figure
+
+
+def save_all(folder: Path, history: pd.DataFrame, matrix: np.ndarray, images: np.ndarray,
+             labels: np.ndarray, proba: np.ndarray) -> list[Path]:
+    """Write the three PNGs into `folder`; return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = {LEARNING_CURVES: learning_curves(history), CONFUSION: confusion(matrix),
+               MISCLASSIFIED: misclassified(images, labels, proba)}
+    for name, figure in figures.items():
+        with files.replacing(folder / name, suffix=".png") as tmp:
+            figure.savefig(tmp, dpi=100)
+    return [folder / name for name in figures]
