@@ -114,7 +114,13 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
     assert contexts == {"training", "testing"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "history.csv", "metrics.json", "confusion_matrix.json"} <= artifacts
+    assert {"config.yaml", "history.csv", "metrics.json", "confusion_matrix.json",
+            "plots"} <= artifacts
+    pictures = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert pictures == {"plots/learning_curves.png", "plots/confusion_matrix.png",
+                        "plots/misclassified.png"}
+    version = client.get_model_version_by_alias("mnist-dense", "champion")
+    assert version.run_id == run.info.run_id
 
 
 def test_logged_model_predicts_a_7_for_the_first_test_digit(project):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
-from pipeline import evaluate
+from pipeline import evaluate, plots
 
 
 def test_cross_entropy_matches_keras():
@@ -43,3 +44,37 @@ def test_predictions_table_has_one_row_per_digit():
     assert table["predicted"].tolist() == [7, 2]
     assert table["actual"].tolist() == [7, 3]
     assert table["probability"].tolist() == [0.91, 0.91]
+
+
+def test_misclassified_grid_names_each_wrong_digit_with_truth_and_answer():
+    images = np.zeros((5, 784), dtype=np.float32)
+    labels = np.array([7, 2, 1, 0, 4])
+    proba = np.full((5, 10), 0.01)
+    proba[np.arange(5), [7, 3, 1, 6, 4]] = 0.91  # digits 1 and 3 are wrong
+    figure = plots.misclassified(images, labels, proba)
+    titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
+    assert titles == ["#1: true 2\npredicted 3 (91%)", "#3: true 0\npredicted 6 (91%)"]
+    assert "2 of 5 test digits misclassified" in figure.get_suptitle()
+
+
+def test_learning_curves_mark_the_final_gap():
+    history = pd.DataFrame({"epoch": [1, 2], "accuracy": [0.9, 0.99], "loss": [0.3, 0.1],
+                            "val_accuracy": [0.92, 0.97], "val_loss": [0.25, 0.12],
+                            "train_val_gap": [-0.02, 0.02]})
+    accuracy, loss = plots.learning_curves(history).axes
+    assert [t.get_text() for t in accuracy.texts] == ["gap +2.00 points"]
+    assert [line.get_label() for line in loss.lines] == ["train", "validation"]
+
+
+def test_the_pictures_are_written_as_pngs(tmp_path):
+    history = pd.DataFrame({"epoch": [1], "accuracy": [0.9], "loss": [0.3]})
+    labels = np.array([1, 2])
+    proba = np.eye(10)[[1, 3]]
+    written = plots.save_all(tmp_path / "plots", history, evaluate.confusion_matrix(
+        labels, proba.argmax(axis=1)), np.zeros((2, 784)), labels, proba)
+    assert [p.name for p in written] == [plots.LEARNING_CURVES, plots.CONFUSION,
+                                         plots.MISCLASSIFIED]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        p.name for p in written), "a temporary file was left behind"

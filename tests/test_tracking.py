@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipeline import config, tracking
+from pipeline import config, tracking, train
 from pipeline.config import Config
 
 from .conftest import ROOT
@@ -147,3 +147,16 @@ def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
     runs = MlflowClient(tracking.uri()).search_runs(
         [MlflowClient(tracking.uri()).get_experiment_by_name("exp").experiment_id])
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_champion_alias_moves_only_to_a_better_validation_accuracy(tiny_cfg, tiny_data):
+    net, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
+    registered, runs = [], []
+    for val_accuracy in (0.90, 0.95, 0.93, None):
+        with tracking.start("exp") as run_id:
+            registered.append(tracking.register("digits", tracking.log_model(net), val_accuracy))
+        runs.append(run_id)
+    assert registered == [(1, True), (2, True), (3, False), (4, False)]
+    champion = MlflowClient(tracking.uri()).get_model_version_by_alias("digits",
+                                                                       tracking.CHAMPION)
+    assert int(champion.version) == 2 and champion.run_id == runs[1]
