@@ -288,6 +288,18 @@ def register(name: str, model_uri: str, val_accuracy: float | None) -> tuple[int
     return int(version.version), wins
 
 
+def load_model(model_uri: str) -> Any:
+    """A Keras model from a `models:/` or `runs:/` URI in this project's store."""
+    mlflow.set_tracking_uri(uri())
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return mlflow.keras.load_model(model_uri)
+    except MlflowException as err:
+        raise TrackingError(f"cannot load {model_uri} from {uri()}: {err.message} (train one "
+                            "with `dvc repro`, or pass a saved model: --model "
+                            "models/model.keras)") from None
+
+
 def log_model(model: Any) -> str:
     """Log the Keras model with its signature; return its `models:/` URI.
 

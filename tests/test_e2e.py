@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from PIL import Image
 
 from pipeline import config
 
@@ -153,6 +154,26 @@ def test_changing_epochs_reruns_only_train_and_evaluate(project):
     client, runs = project.runs()
     assert len(runs) == 2 and runs[-1].data.params["train.epochs"] == "2"
     assert len(client.get_metric_history(runs[-1].info.run_id, "accuracy")) == 2
+
+
+def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(project, tmp_path):
+    with np.load(project.path / "data/raw/mnist.npz") as mnist:
+        digits = mnist["x_test"][:10]
+    pictures = [tmp_path / f"test-{i}.png" for i in range(10)]
+    for picture, pixels in zip(pictures, digits, strict=True):
+        Image.fromarray(pixels).save(picture)
+    scanned = tmp_path / "seven-on-paper.png"  # black on white, 10 times the size
+    Image.fromarray(255 - digits[0]).resize((280, 280), Image.Resampling.BILINEAR).save(scanned)
+    (tmp_path / "empty.png").write_bytes(b"")
+    done = subprocess.run([sys.executable, "-m", "pipeline.predict", *map(str, pictures),
+                           str(tmp_path / "empty.png"), str(scanned),
+                           "--model", "models/model.keras"], cwd=project.path, env=project.env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "empty.png: not an image" in done.stderr
+    predicted = [int(line.split()[1]) for line in done.stdout.splitlines()]
+    notebook = pd.read_csv(project.path / "reports/predictions.csv")["predicted"]
+    assert predicted[:10] == notebook[:10].tolist()
+    assert predicted[0] == 7 and predicted[10] == 7
 
 
 def _sweep_children(runs, parent):
