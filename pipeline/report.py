@@ -6,8 +6,9 @@ Built from MLflow, the record of truth: the child runs of a sweep's parent run (
 sweep when no id is given). It writes `sweep_report.csv` (the table), `sweep_report.md` (the
 same, readable) and `sweep_report.png` (test accuracy, the overfitting gap and test loss against
 epochs, a line per batch size) to DIR (default: the sweep's Hydra folder), prints the table,
-and puts it all on the parent run, whose description in the MLflow UI becomes the table. The child with
-the highest validation accuracy is tagged `best_in_sweep`; the test set never picks it.
+and puts it all on the parent run, whose description in the MLflow UI becomes the table. The
+child with the highest validation accuracy is tagged `best_in_sweep`; the test set never picks
+it.
 A sweep publishes its own report when its last job ends.
 """
 
@@ -86,7 +87,7 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     panels = zip(figure.subplots(1, 3), (
         ("test_accuracy", 100, "Test accuracy", "%"),
         ("overfitting_gap", 100, "Overfitting gap (train - test accuracy)", "percentage points"),
-        ("test_loss", 1, "Test loss", "cross-entropy")))
+        ("test_loss", 1, "Test loss", "cross-entropy")), strict=True)
     done = rows[rows["status"] == "FINISHED"]
     for axes, (metric, scale, title, unit) in panels:
         for batch, group in done.groupby("batch_size"):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from pipeline import config, preprocess
 
@@ -80,3 +85,49 @@ def write_prepared(folder: Path, train: int = 400, test: int = 100) -> Path:
             "test_samples": test}
     (folder / preprocess.META).write_text(json.dumps(meta))
     return folder
+
+
+def sh(cwd: Path, env: dict, *cmd: str) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
+    return output
+
+
+class Project:
+    """A copy of this project in a git repo of its own, and its MLflow store."""
+
+    def __init__(self, path: Path, env: dict) -> None:
+        self.path, self.env = path, env
+
+    def sh(self, *cmd: str) -> str:
+        return sh(self.path, self.env, *cmd)
+
+    def runs(self):
+        client = MlflowClient(f"sqlite:///{self.path / 'mlflow.db'}")
+        return client, client.search_runs(
+            [client.get_experiment_by_name("mnist").experiment_id], order_by=["start_time"])
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Project:
+    """This project's files in a fresh git repo, after `dvc exp run -S train.epochs=1` on real
+    MNIST (from MNIST_SOURCE when set). Shared by the end-to-end and UI tests."""
+    path = tmp_path_factory.mktemp("e2e") / "project"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in listed.splitlines():
+        if (ROOT / name).is_file():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+            "KERAS_HOME": str(path.parent / "keras-home"), "MLFLOW_DISABLE_TELEMETRY": "true",
+            "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com",
+            "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@example.com"}
+    proj = Project(path, env)
+    proj.sh("git", "init", "-q", "-b", "main")
+    proj.sh("git", "add", "-A")
+    proj.sh("git", "commit", "-q", "-m", "baseline")
+    proj.output = proj.sh("dvc", "exp", "run", "-S", "train.epochs=1")
+    return proj

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,62 +18,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
 from PIL import Image
 
 from pipeline import config
 
-from .conftest import ROOT
+from .conftest import Project, sh
 
 pytestmark = pytest.mark.e2e
 STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
 
 
-def _sh(cwd: Path, env: dict, *cmd: str) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
-    return output
-
-
 def _ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
-
-
-class Project:
-    def __init__(self, path: Path, env: dict) -> None:
-        self.path, self.env = path, env
-
-    def sh(self, *cmd: str) -> str:
-        return _sh(self.path, self.env, *cmd)
-
-    def runs(self):
-        client = MlflowClient(f"sqlite:///{self.path / 'mlflow.db'}")
-        return client, client.search_runs(
-            [client.get_experiment_by_name("mnist").experiment_id], order_by=["start_time"])
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Project:
-    """This project's files in a fresh git repo, after `dvc exp run -S train.epochs=1`."""
-    path = tmp_path_factory.mktemp("e2e") / "project"
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for name in listed.splitlines():
-        if (ROOT / name).is_file():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, path / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-            "KERAS_HOME": str(path.parent / "keras-home"), "MLFLOW_DISABLE_TELEMETRY": "true",
-            "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com",
-            "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@example.com"}
-    proj = Project(path, env)
-    proj.sh("git", "init", "-q", "-b", "main")
-    proj.sh("git", "add", "-A")
-    proj.sh("git", "commit", "-q", "-m", "baseline")
-    proj.output = proj.sh("dvc", "exp", "run", "-S", "train.epochs=1")
-    return proj
 
 
 def test_exp_run_composes_params_and_runs_every_stage(project):
@@ -148,12 +102,12 @@ def test_a_key_no_stage_reads_is_still_refused(project):
 
 
 def test_changing_epochs_reruns_only_train_and_evaluate(project):
-    project.sh(sys.executable, "-m", "pipeline.config", "train.epochs=2")
+    project.sh(sys.executable, "-m", "pipeline.config", "train.epochs=5")
     output = project.sh("dvc", "repro")
     assert _ran(output) == {"check_params", "train", "evaluate"}
     client, runs = project.runs()
-    assert len(runs) == 2 and runs[-1].data.params["train.epochs"] == "2"
-    assert len(client.get_metric_history(runs[-1].info.run_id, "accuracy")) == 2
+    assert len(runs) == 2 and runs[-1].data.params["train.epochs"] == "5"
+    assert len(client.get_metric_history(runs[-1].info.run_id, "accuracy")) == 5
 
 
 def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(project, tmp_path):
@@ -200,7 +154,7 @@ def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(project):
 def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tmp_path):
     # A fresh clone: no MLflow store yet. It shares the project's DVC cache (the data).
     clone = Project(tmp_path / "clone", project.env)
-    _sh(tmp_path, project.env, "git", "clone", "-q", str(project.path), str(clone.path))
+    sh(tmp_path, project.env, "git", "clone", "-q", str(project.path), str(clone.path))
     clone.sh("dvc", "cache", "dir", "--local", str(project.path / ".dvc/cache"))
     clone.sh("dvc", "exp", "run", "--queue", "-S", "train.epochs=1",
              "-S", "train.batch_size=64,256")

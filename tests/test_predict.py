@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import PipelineError, predict, train, tracking
+from pipeline import PipelineError, predict, tracking, train
 
 from .conftest import synthetic_digits
 
