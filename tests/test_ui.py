@@ -111,6 +111,9 @@ def test_the_ui_shows_the_run_its_curves_metrics_and_pictures(server, project):
             for chart in ("accuracy", "val_accuracy", "loss", "val_loss", "train_val_gap",
                           "overfitting_gap"):
                 page.get_by_text(chart, exact=True).first.wait_for(state="visible")
+            # Drawn, not still loading: a plotted line in each of the five curve charts.
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length >= 5")
             page.screenshot(path=SCREENSHOTS / "mlflow-run-curves.png")
             show(f"/{run.info.run_id}/artifacts", "plots", "history.csv", "metrics.json")
             page.get_by_text("plots", exact=True).first.click()
