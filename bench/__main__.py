@@ -1,0 +1,270 @@
+"""The speed and memory benchmark: the pipeline against the notebook it replaces, side by side.
+
+    python -m bench [--reps 3] [--output bench/results.json]
+
+Runs on real MNIST (MNIST_SOURCE, else the Keras cache or the canonical URL, as the download
+stage does) in a throwaway git + DVC copy of this project, so the workspace and its MLflow
+store are never touched. Figures are medians over `--reps` repetitions, taken interleaved,
+and compared as ratios measured in the same run (this machine is shared and noisy). Prints a
+table and writes `bench/results.json` and `bench/RESULTS.md`, with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "bench" / "notebook.py"
+MODEL = (784, 512, 10)
+
+
+def flops_per_epoch(samples: int, layers: tuple[int, ...] = MODEL) -> dict[str, float]:
+    """Floating-point work of one epoch of a Dense stack: the forward pass, plus the backward
+    pass's weight gradients and the input gradients of every layer but the first ('real
+    work'), and the common 3x-forward rule."""
+    pairs = list(zip(layers, layers[1:], strict=False))
+    forward = sum(2 * samples * a * b for a, b in pairs)
+    input_grads = sum(2 * samples * a * b for a, b in pairs[1:])
+    return {"real": 2 * forward + input_grads, "rule_of_3": 3 * forward}
+
+
+def matmul_gflops(size: int = 4096, reps: int = 5) -> float:
+    """Measured float32 matrix-multiply throughput through TensorFlow, the training backend."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((size, size))
+    b = tf.random.uniform((size, size))
+    tf.linalg.matmul(a, b).numpy()  # warm up
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+# Started from a fresh, small interpreter: a child forked from this process would count this
+# process's memory (TensorFlow included) in its own peak.
+_PEAK = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
+         "_, status, usage = os.wait4(p.pid, 0); print(f'PEAK_KIB {usage.ru_maxrss}'); "
+         "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
+def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
+    """Wall seconds, peak resident MiB (of that process alone) and output of a command."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-S", "-c", _PEAK, *command], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - started
+    output, _, peak = done.stdout.rpartition("PEAK_KIB ")
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{output[-3000:]}")
+    return wall, int(peak) / 1024, output
+
+
+class Project:
+    """A throwaway git + DVC copy of this project, with its data prepared."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "project"
+        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        for name in listed.splitlines():
+            if (ROOT / name).is_file() and not name.startswith("tests/"):
+                (self.path / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, self.path / name)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+        self.env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}",
+                     "MLFLOW_DISABLE_TELEMETRY": "true", "GIT_AUTHOR_NAME": "bench",
+                     "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
+                     "GIT_COMMITTER_EMAIL": "bench@example.com"}
+        for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                        ["git", "commit", "-q", "-m", "bench"], ["dvc", "repro"]):
+            self.run(*command)
+
+    def run(self, *command: str) -> tuple[float, float, str]:
+        return timed(list(command), self.path, self.env)
+
+    def python(self, *args: str) -> tuple[float, float, str]:
+        return self.run(sys.executable, *args)
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def training_speed(project: Project, reps: int) -> dict:
+    """Steady-state seconds per epoch (epochs 2-5, past tracing) of the pipeline's train step
+    and of the notebook's code, interleaved, in fresh processes, on the same data."""
+    raw = str(project.path / "data/raw/mnist.npz")
+    notebook, pipeline = [], []
+    probe = ("import json, sys; from pathlib import Path; from pipeline import config, train, "
+             "preprocess, model; cfg = config.load(); x, y = preprocess.load_split("
+             "Path(cfg.paths.prepared), 'train', mmap=False); net, h = train.train(cfg, x, y, "
+             "verbose=0); xt, yt = preprocess.load_split(Path(cfg.paths.prepared), 'test'); "
+             "acc = float((net.predict(xt, verbose=0).argmax(1) == yt).mean()); "
+             "print(json.dumps({'epoch_s': h['epoch_time_s'].tolist(), 'test_accuracy': acc, "
+             "'train_samples': int(len(x) * (1 - cfg.train.validation_split))}))")
+    for _ in range(reps):
+        notebook.append(json.loads(project.python(str(NOTEBOOK), raw)[2].splitlines()[-1]))
+        pipeline.append(json.loads(project.python("-c", probe)[2].splitlines()[-1]))
+
+    def summary(runs: list[dict]) -> dict:
+        epoch = _median([t for run in runs for t in run["epoch_s"][1:]])
+        return {"epoch_s": epoch, "samples_per_s": runs[0]["train_samples"] / epoch,
+                "test_accuracy": [run["test_accuracy"] for run in runs]}
+
+    return {"notebook": summary(notebook), "pipeline": summary(pipeline)}
+
+
+def pipeline_overhead(project: Project, reps: int) -> dict:
+    """`dvc repro` of train and evaluate (data prepared) against the notebook's whole script,
+    and the no-op `dvc repro`."""
+    raw = str(project.path / "data/raw/mnist.npz")
+    repro, script, noop = [], [], []
+    for _ in range(reps):
+        repro.append(project.run("dvc", "repro", "-s", "-f", "train", "evaluate")[0])
+        script.append(project.python(str(NOTEBOOK), raw)[0])
+        noop.append(project.run("dvc", "repro")[0])
+    metrics = json.loads((project.path / "reports/metrics.json").read_text())
+    return {"repro_train_evaluate_s": _median(repro), "notebook_script_s": _median(script),
+            "noop_repro_s": _median(noop), "repro_test_accuracy": metrics["test_accuracy"]}
+
+
+def memory(project: Project) -> dict:
+    """Peak resident memory (MiB) of each stage, run as DVC runs it, and of the notebook."""
+    peaks = {stage: project.python("-m", f"pipeline.{stage}")[1]
+             for stage in ("download", "preprocess", "train", "evaluate")}
+    peaks["notebook"] = project.python(str(NOTEBOOK), str(project.path / "data/raw/mnist.npz"))[1]
+    return peaks
+
+
+def sweep_overhead(project: Project, jobs: int) -> dict:
+    """An N-job Hydra multirun of 1-epoch trainings against a 1-job one: the cost each extra
+    job adds beyond its own training (TensorFlow and MLflow start-up cancel out)."""
+    def sweep(seeds: str, folder: str) -> tuple[float, list[float]]:
+        wall = project.python("-m", "pipeline.sweep", "-m", "train.epochs=1",
+                              f"train.seed={seeds}", f"hydra.sweep.dir={folder}")[0]
+        trained = [pd.read_csv(h)["epoch_time_s"].sum()
+                   for h in sorted((project.path / folder).glob("*/history.csv"))]
+        return wall, trained
+
+    one, _ = sweep("1", "multirun/bench-1")
+    many, trained = sweep(",".join(str(s) for s in range(1, jobs + 1)), "multirun/bench-n")
+    per_job = (many - one) / (jobs - 1)
+    return {"jobs": jobs, "sweep_1_s": one, "sweep_n_s": many, "per_job_s": per_job,
+            "training_per_job_s": _median(trained),
+            "overhead_per_job_s": per_job - _median(trained)}
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text()
+                      .splitlines() if line.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform(),
+            **{name: metadata.version(name) for name in
+               ("tensorflow", "keras", "mlflow", "dvc", "hydra-core", "numpy")}}
+
+
+def targets(results: dict) -> list[tuple[str, str, str, bool]]:
+    """(figure, measured, target, met) for each target of the speed issue."""
+    speed, floor = results["training"], results["floor"]
+    overhead, peaks = results["pipeline"], results["memory"]
+    sweep = results["sweep"]
+    ratio = speed["pipeline"]["epoch_s"] / speed["notebook"]["epoch_s"]
+    accuracies = speed["pipeline"]["test_accuracy"]
+    to_floor = speed["pipeline"]["epoch_s"] / floor["floor_s"]
+    repro = overhead["repro_train_evaluate_s"] / overhead["notebook_script_s"]
+    worst = max((s for s in peaks if s != "notebook"), key=peaks.get)
+    mem = peaks[worst] / peaks["notebook"]
+    return [
+        ("training s/epoch, pipeline / notebook", f"{ratio:.2f}x", "<= 0.70x", ratio <= 0.7),
+        ("test accuracy of the timed trainings",
+         ", ".join(f"{100 * a:.2f}%" for a in accuracies), "97.4-98.2%",
+         all(0.974 <= a <= 0.982 for a in accuracies)),
+        ("training s/epoch / compute floor", f"{to_floor:.2f}x", "<= 1.5x", to_floor <= 1.5),
+        ("dvc repro train+evaluate / notebook script", f"{repro:.2f}x", "<= 1.25x",
+         repro <= 1.25),
+        ("no-op dvc repro", f"{overhead['noop_repro_s']:.2f} s", "<= 1.5 s",
+         overhead["noop_repro_s"] <= 1.5),
+        ("sweep: cost per extra job beyond training", f"{sweep['overhead_per_job_s']:.2f} s",
+         "<= 1 s", sweep["overhead_per_job_s"] <= 1),
+        (f"peak memory, worst stage ({worst}) / notebook", f"{mem:.2f}x", "<= 1.2x", mem <= 1.2),
+    ]
+
+
+def markdown(results: dict) -> str:
+    speed, floor, overhead = results["training"], results["floor"], results["pipeline"]
+    lines = [f"# Benchmark results ({results['date']})", "",
+             f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+             f"{results['machine']['memory_gib']} GiB; Python {results['machine']['python']}, "
+             f"tensorflow {results['machine']['tensorflow']}, keras {results['machine']['keras']}"
+             f", mlflow {results['machine']['mlflow']}, dvc {results['machine']['dvc']}. "
+             f"Medians of {results['reps']} interleaved repetitions. `python -m bench` made it.",
+             "", "| figure | measured | target | met |", "|---|---|---|---|"]
+    lines += [f"| {name} | {value} | {target} | {'yes' if met else '**no**'} |"
+              for name, value, target, met in targets(results)]
+    lines += ["", "| detail | value |", "|---|---|"]
+    for who in ("notebook", "pipeline"):
+        lines.append(f"| {who}: s/epoch, samples/s | {speed[who]['epoch_s']:.2f} s, "
+                     f"{speed[who]['samples_per_s']:,.0f} |")
+    lines += [f"| matrix-multiply peak | {floor['matmul_gflops']:.0f} GFLOP/s |",
+              f"| work per epoch (real / 3x rule) | {floor['gflop_real']:.0f} / "
+              f"{floor['gflop_rule_of_3']:.0f} GFLOP |",
+              f"| compute floor per epoch | {floor['floor_s']:.2f} s |",
+              f"| dvc repro train+evaluate / notebook script | "
+              f"{overhead['repro_train_evaluate_s']:.1f} s / "
+              f"{overhead['notebook_script_s']:.1f} s |",
+              f"| sweep of {results['sweep']['jobs']} jobs / of 1 job (1 epoch each) | "
+              f"{results['sweep']['sweep_n_s']:.1f} s / {results['sweep']['sweep_1_s']:.1f} s |",
+              "| peak memory (MiB) | " + ", ".join(
+                  f"{k} {v:.0f}" for k, v in results["memory"].items()) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=4, help="jobs in the sweep measured")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        print("preparing a copy of the project and its data ...", file=sys.stderr)  # noqa: T201
+        project = Project(Path(folder))
+        results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                   "reps": args.reps, "machine": machine()}
+        results["training"] = training_speed(project, args.reps)
+        work = flops_per_epoch(60000)
+        peak = matmul_gflops()
+        results["floor"] = {"matmul_gflops": peak, "gflop_real": work["real"] / 1e9,
+                            "gflop_rule_of_3": work["rule_of_3"] / 1e9,
+                            "floor_s": work["real"] / 1e9 / peak}
+        results["pipeline"] = pipeline_overhead(project, args.reps)
+        results["memory"] = memory(project)
+        results["sweep"] = sweep_overhead(project, args.jobs)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    report = markdown(results)
+    args.output.with_name("RESULTS.md").write_text(report)
+    print(report)  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
