@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sweep test browser ui params lint
+.PHONY: help install run sweep test browser bench ui params lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ browser:
 	@command -v chromium >/dev/null || $(APT) install --no-install-recommends chromium \
 	  >/dev/null 2>&1 || ($(APT) update && $(APT) install --no-install-recommends chromium \
 	  >/dev/null) || echo "could not install chromium: the UI test will skip"
+
+bench: install ## measure speed and memory against the notebook; writes bench/RESULTS.md
+	python -m bench
 
 ui: install ## browse runs: the MLflow UI for ./mlflow.db on http://127.0.0.1:$(UI_PORT)
 	python -m pipeline.ui --port $(UI_PORT)
