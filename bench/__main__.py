@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.sandbox import ROOT, copy_project
+
 NOTEBOOK = ROOT / "bench" / "notebook.py"
 MODEL = (784, 512, 10)
 
@@ -81,20 +81,8 @@ class Project:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "project"
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        for name in listed.splitlines():
-            if (ROOT / name).is_file() and not name.startswith("tests/"):
-                (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, self.path / name)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-        self.env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}",
-                     "MLFLOW_DISABLE_TELEMETRY": "true", "GIT_AUTHOR_NAME": "bench",
-                     "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
-                     "GIT_COMMITTER_EMAIL": "bench@example.com"}
-        for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                        ["git", "commit", "-q", "-m", "bench"], ["dvc", "repro"]):
-            self.run(*command)
+        self.env = copy_project(self.path, skip=("tests/",))
+        self.run("dvc", "repro")
 
     def run(self, *command: str) -> tuple[float, float, str]:
         return timed(list(command), self.path, self.env)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import struct
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from bench.sandbox import copy_project
 from pipeline import config, preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,20 +112,6 @@ def project(tmp_path_factory) -> Project:
     """This project's files in a fresh git repo, after `dvc exp run -S train.epochs=1` on real
     MNIST (from MNIST_SOURCE when set). Shared by the end-to-end and UI tests."""
     path = tmp_path_factory.mktemp("e2e") / "project"
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for name in listed.splitlines():
-        if (ROOT / name).is_file():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, path / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-            "KERAS_HOME": str(path.parent / "keras-home"), "MLFLOW_DISABLE_TELEMETRY": "true",
-            "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com",
-            "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@example.com"}
-    proj = Project(path, env)
-    proj.sh("git", "init", "-q", "-b", "main")
-    proj.sh("git", "add", "-A")
-    proj.sh("git", "commit", "-q", "-m", "baseline")
+    proj = Project(path, copy_project(path))
     proj.output = proj.sh("dvc", "exp", "run", "-S", "train.epochs=1")
     return proj
