@@ -60,6 +60,11 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
                             ignore_index=True)
 
 
+def failed(rows: pd.DataFrame) -> int:
+    """How many jobs did not finish."""
+    return int((rows["status"] != "FINISHED").sum())
+
+
 def best(rows: pd.DataFrame) -> pd.Series | None:
     """The finished run with the highest validation accuracy (never chosen on test accuracy)."""
     done = rows[(rows["status"] == "FINISHED") & rows["val_accuracy"].notna()]
@@ -102,8 +107,7 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
 
 
 def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
-    failed = int((rows["status"] != "FINISHED").sum())
-    text = f"{len(rows)} jobs, {failed} failed."
+    text = f"{len(rows)} jobs, {failed(rows)} failed."
     if chosen is not None:
         text += (f" Best by validation accuracy: {chosen['run']} (run {chosen['run_id']}): "
                  f"validation {100 * chosen['val_accuracy']:.2f}%, test "
@@ -126,8 +130,7 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
     text = f"{summary(rows, chosen)}\n\n{markdown(rows)}\n"
     (output / MARKDOWN).write_text(text)
     plot(rows, output / PLOT)
-    failed = int((rows["status"] != "FINISHED").sum())
-    metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed)}
+    metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
     if chosen is not None:
         metrics |= {"best_val_accuracy": float(chosen["val_accuracy"]),
                     "best_test_accuracy": float(chosen["test_accuracy"])}

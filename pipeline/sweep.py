@@ -102,7 +102,7 @@ def _close(hydra_config: DictConfig) -> None:
     except Exception:
         tracking.end_sweep(parent, failed=True)  # never left RUNNING
         raise
-    failed = int((rows["status"] != "FINISHED").sum())
+    failed = report.failed(rows)
     tracking.end_sweep(parent, failed=bool(failed))
     if failed:
         raise PipelineError(f"{failed} of {len(rows)} jobs failed: their errors are above, in "

@@ -273,7 +273,8 @@ def register(name: str, model_uri: str, val_accuracy: float | None) -> tuple[int
     """Make the logged model a new version of registered model `name`, linked to its run;
     move the `champion` alias to it only if its validation accuracy beats the champion's.
     Return the version and whether it is the champion now."""
-    client = MlflowClient(uri())
+    mlflow.set_tracking_uri(uri())
+    client = MlflowClient()
     tags = {} if val_accuracy is None else {"val_accuracy": str(val_accuracy)}
     with _store_lock():  # one alias decision at a time, even from parallel jobs
         version = mlflow.register_model(model_uri, name, tags=tags)
