@@ -29,6 +29,7 @@ import pandas as pd
 from bench.sandbox import ROOT, copy_project
 
 NOTEBOOK = ROOT / "bench" / "notebook.py"
+TRAIN_STEP = ROOT / "bench" / "train_step.py"
 MODEL = (784, 512, 10)
 
 
@@ -100,16 +101,9 @@ def training_speed(project: Project, reps: int) -> dict:
     and of the notebook's code, interleaved, in fresh processes, on the same data."""
     raw = str(project.path / "data/raw/mnist.npz")
     notebook, pipeline = [], []
-    probe = ("import json, sys; from pathlib import Path; from pipeline import config, train, "
-             "preprocess, model; cfg = config.load(); x, y = preprocess.load_split("
-             "Path(cfg.paths.prepared), 'train', mmap=False); net, h = train.train(cfg, x, y, "
-             "verbose=0); xt, yt = preprocess.load_split(Path(cfg.paths.prepared), 'test'); "
-             "acc = float((net.predict(xt, verbose=0).argmax(1) == yt).mean()); "
-             "print(json.dumps({'epoch_s': h['epoch_time_s'].tolist(), 'test_accuracy': acc, "
-             "'train_samples': int(len(x) * (1 - cfg.train.validation_split))}))")
     for _ in range(reps):
         notebook.append(json.loads(project.python(str(NOTEBOOK), raw)[2].splitlines()[-1]))
-        pipeline.append(json.loads(project.python("-c", probe)[2].splitlines()[-1]))
+        pipeline.append(json.loads(project.python(str(TRAIN_STEP))[2].splitlines()[-1]))
 
     def summary(runs: list[dict]) -> dict:
         epoch = _median([t for run in runs for t in run["epoch_s"][1:]])
