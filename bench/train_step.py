@@ -17,7 +17,7 @@ from pipeline import config, preprocess, train
 def run() -> dict:
     cfg = config.load()
     prepared = Path(cfg.paths.prepared)
-    x, y = preprocess.load_split(prepared, "train", mmap=False)
+    x, y = preprocess.load_split(prepared, "train")
     net, history = train.train(cfg, x, y, verbose=0)
     x_test, y_test = preprocess.load_split(prepared, "test")
     accuracy = float((net.predict(x_test, verbose=0).argmax(axis=1) == y_test).mean())

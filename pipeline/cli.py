@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -20,3 +21,12 @@ def run(main: Callable[[], None]) -> None:
     except PipelineError as err:
         log.error("error: %s", err)
         sys.exit(1)
+    finally:
+        quick_exit()
+
+
+def quick_exit() -> None:
+    """Spare the garbage collector's last pass over TensorFlow's objects: without it, a
+    process that imported TensorFlow takes 1.3 s longer to exit. Files are closed and atexit
+    handlers run as usual."""
+    gc.freeze()

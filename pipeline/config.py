@@ -92,6 +92,7 @@ class TrainConfig:
     loss: Loss = Loss.categorical_crossentropy
     validation_split: float = 0.1
     seed: int = 42
+    steps_per_execution: int = 32
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs, 5)
@@ -100,6 +101,8 @@ class TrainConfig:
         _check(0 <= self.validation_split < 1, "train.validation_split", "in [0, 1)",
                self.validation_split, 0.1)
         _check(self.seed >= 0, "train.seed", ">= 0", self.seed, 42)
+        _check(self.steps_per_execution >= 1, "train.steps_per_execution", ">= 1",
+               self.steps_per_execution, 32)
 
 
 @dataclass

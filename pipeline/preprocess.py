@@ -6,6 +6,7 @@ arrays' fingerprint and counts for tracking. No TensorFlow or MLflow here.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zipfile
@@ -92,12 +93,23 @@ def require(prepared: Path) -> None:
                         "or set paths.prepared to a folder that has them")
 
 
-def load_split(prepared: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of 'train' or 'test' from the prepared cache."""
+def load_split(prepared: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of 'train' or 'test' from the prepared cache, read-only. Each file is read from
+    disk once per process while it stays the same, so the jobs of a sweep share the arrays."""
     require(prepared)
-    mode = "r" if mmap else None
-    return (np.load(prepared / FILES[f"x_{split}"], mmap_mode=mode, allow_pickle=False),
-            np.load(prepared / FILES[f"y_{split}"], mmap_mode=mode, allow_pickle=False))
+    return _read(prepared / FILES[f"x_{split}"]), _read(prepared / FILES[f"y_{split}"])
+
+
+def _read(path: Path) -> np.ndarray:
+    stat = path.stat()  # a file rewritten since (`dvc repro preprocess`) is read again
+    return _read_unchanged(path.resolve(), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=len(FILES))
+def _read_unchanged(path: Path, inode: int, mtime_ns: int, size: int) -> np.ndarray:
+    array = np.load(path, allow_pickle=False)
+    array.flags.writeable = False  # shared: a job that changed it would change the next
+    return array
 
 
 def read_meta(prepared: Path) -> dict:

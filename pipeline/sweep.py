@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, config, files, preprocess, report, tracking
+from pipeline import PipelineError, cli, config, files, preprocess, report, tracking
 
 log = logging.getLogger(__name__)
 
@@ -179,4 +179,7 @@ def main(raw: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        cli.quick_exit()

@@ -46,14 +46,19 @@ def test_predictions_table_has_one_row_per_digit():
     assert table["probability"].tolist() == [0.91, 0.91]
 
 
-def test_misclassified_grid_names_each_wrong_digit_with_truth_and_answer():
-    images = np.zeros((5, 784), dtype=np.float32)
+def test_misclassified_shows_each_wrong_digit_with_truth_and_answer():
+    images = np.repeat(np.arange(1, 6, dtype=np.float32)[:, None] / 10, 784, axis=1)
     labels = np.array([7, 2, 1, 0, 4])
     proba = np.full((5, 10), 0.01)
     proba[np.arange(5), [7, 3, 1, 6, 4]] = 0.91  # digits 1 and 3 are wrong
     figure = plots.misclassified(images, labels, proba)
-    titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
-    assert titles == ["#1: true 2\npredicted 3 (91%)", "#3: true 0\npredicted 6 (91%)"]
+    (axes,) = figure.axes
+    assert [text.get_text() for text in axes.texts] == ["#1: true 2\npredicted 3 (91%)",
+                                                       "#3: true 0\npredicted 6 (91%)"]
+    mosaic = axes.images[0].get_array()
+    tiles = [mosaic[:28, :28], mosaic[:28, 32:60]]  # first row: the wrong digits, in order
+    assert [float(tile.min()) for tile in tiles] == [float(images[1, 0]), float(images[3, 0])]
+    assert [float(tile.max()) for tile in tiles] == [float(images[1, 0]), float(images[3, 0])]
     assert "2 of 5 test digits misclassified" in figure.get_suptitle()
 
 

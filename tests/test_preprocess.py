@@ -239,7 +239,6 @@ def test_main_writes_the_prepared_cache_and_meta(project):
     assert sorted(os.listdir(prepared)) == PREPARED_FILES  # and no temp file
     for split, count in (("train", 4), ("test", 3)):
         x, y = preprocess.load_split(prepared, split)
-        assert isinstance(x, np.memmap) and isinstance(y, np.memmap)
         assert x.shape == (count, 784) and x.dtype == np.float32
         np.testing.assert_array_equal(x, expected_scaled(arrays[f"x_{split}"]))
         np.testing.assert_array_equal(y, arrays[f"y_{split}"])
@@ -252,13 +251,24 @@ def test_main_writes_the_prepared_cache_and_meta(project):
     assert meta["source"] == "data/raw/mnist.npz"
 
 
-def test_load_split_without_mmap_gives_plain_arrays(project):
+def test_load_split_reads_a_file_once_until_it_is_rewritten(project):
+    prepared = project / "data" / "prepared"
     preprocess.main()
 
-    x, y = preprocess.load_split(project / "data" / "prepared", "test", mmap=False)
+    x, y = preprocess.load_split(prepared, "test")
+    again = preprocess.load_split(prepared, "test")
+    assert again[0] is x and again[1] is y  # the next sweep job reads nothing from disk
+    with pytest.raises(ValueError, match="read-only"):
+        x[0, 0] = 1.0  # so no job can change the arrays the next job trains on
 
-    assert not isinstance(x, np.memmap) and not isinstance(y, np.memmap)
-    np.testing.assert_array_equal(y, make_arrays()["y_test"])
+    changed = make_arrays()
+    changed["y_test"] = (changed["y_test"] + 1) % 10
+    np.savez(project / "data" / "raw" / "mnist.npz", **changed)
+    preprocess.main()
+
+    x_new, y_new = preprocess.load_split(prepared, "test")
+    np.testing.assert_array_equal(y_new, changed["y_test"])
+    np.testing.assert_array_equal(x_new, x)
 
 
 def test_main_refuses_a_bad_raw_file_and_leaves_nothing(project):

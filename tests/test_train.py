@@ -64,6 +64,21 @@ def test_same_seed_same_weights(tiny_cfg, tiny_data):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("steps", [4, 19])  # 19: all of an epoch's batches in one call
+def test_steps_per_execution_changes_the_speed_not_the_model(tiny_cfg, tiny_data, steps):
+    one_at_a_time = dataclasses.replace(tiny_cfg, train=dataclasses.replace(
+        tiny_cfg.train, steps_per_execution=1))
+    grouped = dataclasses.replace(tiny_cfg, train=dataclasses.replace(
+        tiny_cfg.train, steps_per_execution=steps))
+    first, first_history = train.train(one_at_a_time, *tiny_data, verbose=0)
+    second, second_history = train.train(grouped, *tiny_data, verbose=0)
+    assert second.steps_per_execution == steps
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    columns = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    np.testing.assert_allclose(first_history[columns], second_history[columns], rtol=1e-5)
+
+
 def test_saved_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_path):
     net, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
     net.save(tmp_path / "model.keras")
