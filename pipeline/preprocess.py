@@ -107,9 +107,9 @@ def _read(path: Path) -> np.ndarray:
 
 @functools.lru_cache(maxsize=len(FILES))
 def _read_unchanged(path: Path, inode: int, mtime_ns: int, size: int) -> np.ndarray:
-    array = np.load(path, allow_pickle=False)
-    array.flags.writeable = False  # shared: a job that changed it would change the next
-    return array
+    # Mapped, read-only: opened at once, read as training needs it, shared by the jobs of a
+    # sweep, none of which can change what the next one trains on.
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def read_meta(prepared: Path) -> dict:

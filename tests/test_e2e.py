@@ -66,8 +66,10 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     assert tags["data_fingerprint"] == config.Config().data.fingerprint
     assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git_dirty"] in ("True", "False")
     assert tags.get("dvc_exp_name"), "the DVC experiment name is not on the run"
-    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
-    assert contexts == {"training", "testing"}
+    datasets = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert sorted(datasets) == ["testing", "training"]
+    assert {d.digest for d in datasets.values()} == {tags["data_fingerprint"][:8]}
+    assert json.loads(datasets["training"].profile)["features_shape"] == [60000, 784]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "history.csv", "metrics.json", "confusion_matrix.json",
             "plots"} <= artifacts
