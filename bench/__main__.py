@@ -115,16 +115,21 @@ def training_speed(project: Project, reps: int) -> dict:
 
 def pipeline_overhead(project: Project, reps: int) -> dict:
     """`dvc repro` of train and evaluate (data prepared) against the notebook's whole script,
-    and the no-op `dvc repro`."""
+    and the no-op `dvc repro`. Beside them, for what stands between the two: the same train
+    and evaluate in one process (`python -m pipeline.sweep`, tracked, no DVC), and a bare
+    `import keras`, which each TensorFlow process pays."""
     raw = str(project.path / "data/raw/mnist.npz")
-    repro, script, noop = [], [], []
+    repro, script, noop, single, keras = [], [], [], [], []
     for _ in range(reps):
         repro.append(project.run("dvc", "repro", "-s", "-f", "train", "evaluate")[0])
         script.append(project.python(str(NOTEBOOK), raw)[0])
         noop.append(project.run("dvc", "repro")[0])
+        single.append(project.python("-m", "pipeline.sweep", "hydra.run.dir=outputs/bench")[0])
+        keras.append(project.python("-c", "import keras")[0])
     metrics = json.loads((project.path / "reports/metrics.json").read_text())
     return {"repro_train_evaluate_s": _median(repro), "notebook_script_s": _median(script),
-            "noop_repro_s": _median(noop), "repro_test_accuracy": metrics["test_accuracy"]}
+            "noop_repro_s": _median(noop), "repro_test_accuracy": metrics["test_accuracy"],
+            "one_process_s": _median(single), "import_keras_s": _median(keras)}
 
 
 def memory(project: Project) -> dict:
@@ -214,6 +219,11 @@ def markdown(results: dict) -> str:
               f"| dvc repro train+evaluate / notebook script | "
               f"{overhead['repro_train_evaluate_s']:.1f} s / "
               f"{overhead['notebook_script_s']:.1f} s |",
+              f"| train+evaluate in one process (`python -m pipeline.sweep`) / notebook script "
+              f"| {overhead['one_process_s'] / overhead['notebook_script_s']:.2f}x "
+              f"({overhead['one_process_s']:.1f} s) |",
+              f"| `import keras` (paid by each TensorFlow process) | "
+              f"{overhead['import_keras_s']:.1f} s |",
               f"| sweep of {results['sweep']['jobs']} jobs / of 1 job (1 epoch each) | "
               f"{results['sweep']['sweep_n_s']:.1f} s / {results['sweep']['sweep_1_s']:.1f} s |",
               "| peak memory (MiB) | " + ", ".join(

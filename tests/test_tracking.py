@@ -111,7 +111,7 @@ def test_dataset_is_a_run_input_with_digest_and_fingerprint(tiny_data):
                           context="training")
     run = _run(run_id)
     (entry,) = run.inputs.dataset_inputs
-    assert entry.dataset.name == "mnist-training" and entry.dataset.digest
+    assert entry.dataset.name == "mnist-training" and entry.dataset.digest == "f" * 8
     assert entry.tags[0].value == "training"
     assert run.data.tags["data_fingerprint"] == "f" * 64
 
