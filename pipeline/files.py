@@ -2,32 +2,68 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline import PipelineError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+class WriteError(PipelineError):
+    """An output could not be written (disk full, a read-only folder, a file size limit)."""
 
 
 @contextmanager
 def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` on success, else delete it.
 
-    `suffix` keeps writers that insist on an extension (`.keras`, `.npy`) happy.
+    `suffix` keeps writers that insist on an extension (`.keras`, `.npy`) happy. If writing
+    fails (the disk is full, the folder read-only), `path` is left as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                    suffix=suffix)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # as a plain open() would; mkstemp makes it 0600
         os.replace(tmp, path)
+    except OSError as err:
+        kept = "the previous one is kept" if path.exists() else "nothing was written"
+        raise WriteError(f"cannot write {path} ({err.strerror or err}); {kept}. Free some "
+                         f"disk space or make {path.parent} writable, then rerun") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporary files of earlier writers of `path` that died mid-write (SIGKILL,
+    a crash), found by the process id in their names."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        pid = tmp.name[len(path.name) + 2:].partition(".")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def write_text(path: Path, text: str) -> None:

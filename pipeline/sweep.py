@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, cli, config, files, preprocess, report, tracking
+from pipeline import PipelineError, Stopped, cli, config, files, preprocess, report, tracking
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +90,25 @@ def _open(hydra_config: DictConfig) -> None:
                                    {"sweep_dir": str(folder)})
     record = {"parent_run_id": parent, "experiment": base.tracking.experiment, "swept": swept}
     files.write_text(folder / RECORD, json.dumps(record, indent=2) + "\n")
+    _open_sweeps.append(parent)
     log.info("sweep over %s: parent MLflow run %s, job folders in %s",
              ", ".join(swept) or "nothing", parent, folder)
+
+
+_open_sweeps: list[str] = []  # parent runs of this process not ended yet
 
 
 def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     parent = json.loads((folder / RECORD).read_text())["parent_run_id"]
+    _open_sweeps.remove(parent)
     try:
         rows = report.publish(parent, folder)
     except Exception:
-        tracking.end_sweep(parent, failed=True)  # never left RUNNING
+        tracking.end_sweep(parent, "FAILED")  # never left RUNNING
         raise
     failed = report.failed(rows)
-    tracking.end_sweep(parent, failed=bool(failed))
+    tracking.end_sweep(parent, "FAILED" if failed else "FINISHED")
     if failed:
         raise PipelineError(f"{failed} of {len(rows)} jobs failed: their errors are above, in "
                             f"{folder}/<job>/sweep.log and on their FAILED runs in MLflow")
@@ -178,8 +183,22 @@ def main(raw: DictConfig) -> float | None:
         return None  # its run is FAILED; the sweep goes on and exits 1 at the end
 
 
+def _stopped(err: BaseException) -> None:
+    """Ctrl-C or SIGTERM: the running job's run is KILLED already (`tracking.start`); the
+    sweep's parent run is KILLED too, never left RUNNING."""
+    for parent in _open_sweeps:
+        tracking.end_sweep(parent, tracking.KILLED)
+    log.error("sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
+              "done so far keep their runs", "Ctrl-C" if isinstance(err, KeyboardInterrupt)
+              else "SIGTERM")
+    raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else 143) from None
+
+
 if __name__ == "__main__":
+    cli.stop_on_sigterm()
     try:
         main()
+    except (KeyboardInterrupt, Stopped) as err:
+        _stopped(err)
     finally:
         cli.quick_exit()

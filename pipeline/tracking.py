@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import socket
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -28,9 +29,17 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.time import get_current_time_millis
 
-from pipeline import PipelineError, config
+from pipeline import PipelineError, Stopped, config, files
 
 log = logging.getLogger(__name__)
+
+# A tracking server that is down or stops answering fails a stage within about 10 s (refused)
+# or 90 s (no answer), not MLflow's default of several minutes of retries. Variables the
+# user sets win.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+for _name, _value in HTTP_LIMITS.items():
+    os.environ.setdefault(_name, _value)
 
 MODEL_NAME = "model"
 LOCK_TIMEOUT_S = 120
@@ -95,7 +104,9 @@ def start(experiment: str, run_id: str | None = None, *, parent_id: str | None =
     """Open a new run in `experiment` (a child of `parent_id` if given), or resume `run_id`;
     yield its id.
 
-    The run ends FINISHED, or FAILED with the error recorded in the `error` tag.
+    The run ends FINISHED; FAILED with the error recorded in the `error` tag; or KILLED on
+    Ctrl-C or SIGTERM. Runs of this machine left RUNNING by a process that died (SIGKILL)
+    are marked KILLED first.
     """
     mlflow.set_tracking_uri(uri())
     if run_id is None:
@@ -104,22 +115,75 @@ def start(experiment: str, run_id: str | None = None, *, parent_id: str | None =
     try:
         with _store_lock():
             if run_id:
-                active = mlflow.start_run(run_id=run_id)
+                active = mlflow.start_run(run_id=run_id, tags=_owner())
             else:
-                active = mlflow.start_run(experiment_id=_experiment_id(experiment),
-                                          run_name=name, parent_run_id=parent_id, tags=tags)
+                experiment_id = _experiment_id(experiment)
+                end_orphans(experiment_id)
+                active = mlflow.start_run(experiment_id=experiment_id, run_name=name,
+                                          parent_run_id=parent_id, tags=_owner() | (tags or {}))
     except MlflowException as err:
         what = f"run {run_id}" if run_id else f"a run in experiment {experiment!r}"
+        hints = []
+        if uri().startswith(("http://", "https://")):
+            hints.append("is the server up, and MLFLOW_TRACKING_URI right? Unset it to use the "
+                         "project's own store")
+        if run_id:
+            hints.append("the model was trained against another store, or the store was "
+                         "reset: retrain with `dvc repro -f train`, or `dvc exp run "
+                         "--no-run-cache`")
+        hint = f" ({'; or '.join(hints)})" if hints else ""
         raise TrackingError(f"cannot open {what} in the MLflow store {uri()}: {err.message}"
-                            + (" (the model was trained against another store, or the "
-                               "store was reset: retrain with `dvc repro -f train`, or "
-                               "`dvc exp run --no-run-cache`)" if run_id else "")) from None
-    with active:
-        try:
-            yield active.info.run_id
-        except BaseException as err:
-            mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:_MAX_TAG])
-            raise
+                            + hint) from None
+    try:
+        yield active.info.run_id
+    except BaseException as err:
+        _end(err)
+        if isinstance(err, MlflowException):
+            raise TrackingError(f"the MLflow store {uri()} failed during run "
+                                f"{active.info.run_id}: {err.message}") from None
+        raise
+    mlflow.end_run()
+
+
+def _end(err: BaseException) -> None:
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED, the error in its `error` tag.
+    If the store itself is what failed, say so and leave the run: a later start on this
+    machine marks it KILLED (`end_orphans`)."""
+    status = KILLED if isinstance(err, KeyboardInterrupt | Stopped) else "FAILED"
+    try:
+        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:_MAX_TAG])
+        mlflow.end_run(status)
+    except MlflowException as store_err:
+        log.warning("could not mark the run %s in %s: %s", status, uri(), store_err.message)
+
+
+KILLED = "KILLED"
+OWNER_TAGS = ("pipeline.host", "pipeline.pid")  # the process that holds a run open
+
+
+def _owner() -> dict[str, str]:
+    return dict(zip(OWNER_TAGS, (socket.gethostname(), str(os.getpid())), strict=True))
+
+
+def end_orphans(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs that a process of this machine left RUNNING when it died without
+    a chance to end them (SIGKILL, a power cut); return their ids. Runs of other machines,
+    or with no owner recorded, are left as they are."""
+    client = MlflowClient()
+    host, _ = _owner().values()
+    ended = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
+                                  f"tags.`pipeline.host` = '{host}'", max_results=1000):
+        pid = run.data.tags.get("pipeline.pid", "")
+        if pid.isdigit() and not files.alive(int(pid)):
+            client.set_tag(run.info.run_id, "error", f"its process ({pid} on {host}) died "
+                           "without ending the run, killed by SIGKILL or a crash")
+            client.set_terminated(run.info.run_id, KILLED)
+            ended.append(run.info.run_id)
+    if ended:
+        log.warning("marked KILLED %d run(s) left RUNNING by a process that died: %s",
+                    len(ended), ", ".join(ended))
+    return ended
 
 
 # A sweep's parent run is made with the client, never made active: its jobs open their own
@@ -134,8 +198,10 @@ def open_sweep(experiment: str, name: str, params: dict[str, str], tags: dict[st
     client = MlflowClient()
     try:
         with _store_lock():
-            parent = client.create_run(_experiment_id(experiment), run_name=name[:250],
-                                       tags={SWEEP_TAG: "parent", **tags})
+            experiment_id = _experiment_id(experiment)
+            end_orphans(experiment_id)
+            parent = client.create_run(experiment_id, run_name=name[:250],
+                                       tags={SWEEP_TAG: "parent", **_owner(), **tags})
         client.log_batch(parent.info.run_id, params=[
             Param(key, str(value)[:_MAX_TAG]) for key, value in params.items()])
     except MlflowException as err:
@@ -184,8 +250,9 @@ def publish_sweep(parent_id: str, best_id: str | None, metrics: dict[str, float]
         client.log_artifact(parent_id, str(path))
 
 
-def end_sweep(parent_id: str, failed: bool) -> None:
-    MlflowClient(uri()).set_terminated(parent_id, "FAILED" if failed else "FINISHED")
+def end_sweep(parent_id: str, status: str) -> None:
+    """End a sweep's parent run FINISHED, FAILED or KILLED."""
+    MlflowClient(uri()).set_terminated(parent_id, status)
 
 
 def _git(*args: str) -> str | None:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, config, files, model, preprocess, tracking
+from pipeline import PipelineError, cli, config, files, model, preprocess, tracking
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,32 @@ class EpochRecorder(keras.callbacks.Callback):
             self._on_epoch(epoch + 1, row)
 
 
+class Diverged(PipelineError):
+    """The loss became NaN or infinite: nothing the run made is worth keeping."""
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' own check after every batch, failing with an error that says what to do."""
+
+    def __init__(self, learning_rate: float) -> None:
+        super().__init__(raise_error=True)
+        self._learning_rate = learning_rate
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch + 1
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
+            raise Diverged(
+                f"the training loss became {float(logs['loss'])} in epoch {self._epoch}: "
+                "training diverged, and no model was saved or registered; lower "
+                f"train.learning_rate (now {self._learning_rate:g}), for example "
+                f"train.learning_rate={self._learning_rate / 100:g}") from None
+
+
 def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
           on_epoch: EpochSink | None = None, verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
     """From a clean Keras state (nothing left from an earlier model in this process, as in a
@@ -62,7 +88,7 @@ def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
     targets = keras.ops.convert_to_tensor(model.targets(y, cfg.train.loss))
     net.fit(features, targets, epochs=cfg.train.epochs,
             batch_size=cfg.train.batch_size, validation_split=cfg.train.validation_split,
-            callbacks=[recorder], verbose=verbose)
+            callbacks=[recorder, StopOnNaN(cfg.train.learning_rate)], verbose=verbose)
     return net, pd.DataFrame(recorder.rows)
 
 
