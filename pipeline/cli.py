@@ -6,7 +6,8 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pipeline import PipelineError, Stopped
 
@@ -18,7 +19,7 @@ def run(main: Callable[[], None]) -> None:
     Ctrl-C or SIGTERM as one line too, exit 130 or 143."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    stop_on_sigterm()
+    handle_stops()
     try:
         main()
     except PipelineError as err:
@@ -37,12 +38,42 @@ STOPPED_NOTE = ("nothing half-written was kept, the MLflow run is KILLED, and th
 
 
 def _stop(signum: int, frame: object) -> None:
-    raise Stopped(f"signal {signal.Signals(signum).name}")
+    err = KeyboardInterrupt() if signum == signal.SIGINT else Stopped(
+        f"signal {signal.Signals(signum).name}")
+    if _deferring:
+        _pending.append(err)
+        return
+    raise err
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM raises `Stopped` (Python's default would end the process on the spot)."""
+_deferring: list[bool] = []  # inside `deferred_stops()`
+_pending: list[BaseException] = []  # what arrived meanwhile
+
+
+def handle_stops() -> None:
+    """SIGTERM raises `Stopped` (Python's default would end the process on the spot), Ctrl-C
+    `KeyboardInterrupt` as usual; inside `deferred_stops()`, both wait for a safe point."""
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+@contextmanager
+def deferred_stops() -> Iterator[None]:
+    """Around TensorFlow's training loop: an exception raised at an arbitrary point inside it
+    can be lost (TensorFlow turns it into a RuntimeError about device scopes), so a stop
+    waits for the next `check_stop()`, which a Keras callback calls after each call into
+    the backend, and is raised at the latest on the way out."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    check_stop()
+
+
+def check_stop() -> None:
+    if _pending:
+        raise _pending.pop()
 
 
 def quick_exit() -> None:

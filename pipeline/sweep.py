@@ -90,18 +90,13 @@ def _open(hydra_config: DictConfig) -> None:
                                    {"sweep_dir": str(folder)})
     record = {"parent_run_id": parent, "experiment": base.tracking.experiment, "swept": swept}
     files.write_text(folder / RECORD, json.dumps(record, indent=2) + "\n")
-    _open_sweeps.append(parent)
     log.info("sweep over %s: parent MLflow run %s, job folders in %s",
              ", ".join(swept) or "nothing", parent, folder)
-
-
-_open_sweeps: list[str] = []  # parent runs of this process not ended yet
 
 
 def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     parent = json.loads((folder / RECORD).read_text())["parent_run_id"]
-    _open_sweeps.remove(parent)
     try:
         rows = report.publish(parent, folder)
     except Exception:
@@ -186,8 +181,7 @@ def main(raw: DictConfig) -> float | None:
 def _stopped(err: BaseException) -> None:
     """Ctrl-C or SIGTERM: the running job's run is KILLED already (`tracking.start`); the
     sweep's parent run is KILLED too, never left RUNNING."""
-    for parent in _open_sweeps:
-        tracking.end_sweep(parent, tracking.KILLED)
+    tracking.end_open_sweeps(tracking.KILLED)
     log.error("sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
               "done so far keep their runs", "Ctrl-C" if isinstance(err, KeyboardInterrupt)
               else "SIGTERM")
@@ -195,7 +189,7 @@ def _stopped(err: BaseException) -> None:
 
 
 if __name__ == "__main__":
-    cli.stop_on_sigterm()
+    cli.handle_stops()
     try:
         main()
     except (KeyboardInterrupt, Stopped) as err:

@@ -202,6 +202,7 @@ def open_sweep(experiment: str, name: str, params: dict[str, str], tags: dict[st
             end_orphans(experiment_id)
             parent = client.create_run(experiment_id, run_name=name[:250],
                                        tags={SWEEP_TAG: "parent", **_owner(), **tags})
+        _open_sweeps.append(parent.info.run_id)
         client.log_batch(parent.info.run_id, params=[
             Param(key, str(value)[:_MAX_TAG]) for key, value in params.items()])
     except MlflowException as err:
@@ -253,6 +254,17 @@ def publish_sweep(parent_id: str, best_id: str | None, metrics: dict[str, float]
 def end_sweep(parent_id: str, status: str) -> None:
     """End a sweep's parent run FINISHED, FAILED or KILLED."""
     MlflowClient(uri()).set_terminated(parent_id, status)
+    if parent_id in _open_sweeps:
+        _open_sweeps.remove(parent_id)
+
+
+def end_open_sweeps(status: str) -> None:
+    """End the sweeps this process opened and has not ended (it is being stopped)."""
+    for parent_id in list(_open_sweeps):
+        end_sweep(parent_id, status)
+
+
+_open_sweeps: list[str] = []
 
 
 def _git(*args: str) -> str | None:

@@ -52,7 +52,8 @@ class Diverged(PipelineError):
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """Keras' own check after every batch, failing with an error that says what to do."""
+    """Keras' own check after every call into the backend, failing with an error that says
+    what to do; and where a Ctrl-C or SIGTERM that arrived meanwhile stops training."""
 
     def __init__(self, learning_rate: float) -> None:
         super().__init__(raise_error=True)
@@ -63,6 +64,7 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
         self._epoch = epoch + 1
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        cli.check_stop()  # Ctrl-C or SIGTERM, held back while TensorFlow ran
         try:
             super().on_batch_end(batch, logs)
         except RuntimeError:
@@ -86,9 +88,10 @@ def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
     # slicing of the arrays, 0.5 s a fit and 0.2 s an epoch here.
     features = keras.ops.convert_to_tensor(x)
     targets = keras.ops.convert_to_tensor(model.targets(y, cfg.train.loss))
-    net.fit(features, targets, epochs=cfg.train.epochs,
-            batch_size=cfg.train.batch_size, validation_split=cfg.train.validation_split,
-            callbacks=[recorder, StopOnNaN(cfg.train.learning_rate)], verbose=verbose)
+    with cli.deferred_stops():
+        net.fit(features, targets, epochs=cfg.train.epochs,
+                batch_size=cfg.train.batch_size, validation_split=cfg.train.validation_split,
+                callbacks=[recorder, StopOnNaN(cfg.train.learning_rate)], verbose=verbose)
     return net, pd.DataFrame(recorder.rows)
 
 

@@ -278,6 +278,31 @@ def test_obtain_reuses_a_verifying_keras_cache_without_touching_the_url(mnist, d
     assert leftover_temp_files(dest.parent) == []
 
 
+def test_a_missing_keras_cache_folder_is_never_created_or_replaced(mnist, dest, tmp_path,
+                                                                   server):
+    cache = tmp_path / "no-keras-home" / "datasets" / "mnist.npz"
+    url = server.script("/mnist.npz", (200, mnist.path.read_bytes()))
+
+    origin = download.obtain(dest, mnist.data(url), cache=cache, attempts=1, **QUICK)
+
+    assert origin == url and dest.read_bytes() == mnist.path.read_bytes()
+    assert not (tmp_path / "no-keras-home").exists()  # only read, never written
+
+
+def test_a_read_only_keras_cache_is_read_where_it_is(mnist, dest, tmp_path, server):
+    cache = tmp_path / "keras-home" / "datasets" / "mnist.npz"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(mnist.path.read_bytes())
+    cache.parent.chmod(0o555)
+    url = server.script("/mnist.npz", (500, b"the url must not be used"))
+    try:
+        origin = download.obtain(dest, mnist.data(url), cache=cache, attempts=1, **QUICK)
+    finally:
+        cache.parent.chmod(0o755)
+    assert origin == str(cache) and server.requests == []
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["mnist.npz"]
+
+
 def test_obtain_ignores_a_cache_copy_that_does_not_verify(mnist, dest, tmp_path, server, caplog):
     cache = tmp_path / "keras-home" / "datasets" / "mnist.npz"
     cache.parent.mkdir(parents=True)

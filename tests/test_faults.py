@@ -140,6 +140,31 @@ def test_sigterm_mid_training_marks_the_run_killed_and_leaves_no_model(tmp_path)
     assert not (tmp_path / "models" / "model.keras").exists() and stage.leftovers() == []
 
 
+@pytest.mark.parametrize(("sig", "by", "code"), [(signal.SIGINT, "Ctrl-C", 130),
+                                                  (signal.SIGTERM, "SIGTERM", 143)])
+def test_a_sweep_stopped_midway_ends_its_parent_and_running_job_killed(tmp_path, sig, by,
+                                                                       code):
+    stage = Stage(tmp_path)
+    log = tmp_path / "sweep.log"
+    command = stage.command("sweep", "-m", "train.epochs=100000", "train.seed=1,2",
+                            f"paths.prepared={tmp_path / 'data' / 'prepared'}",
+                            f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: [r for r in stage.runs() if r.data.metrics.get("loss")],
+                 "the first job's first epoch")
+        process.send_signal(sig)
+        assert process.wait(timeout=60) == code
+    finally:
+        process.kill()
+    assert (f"sweep stopped by {by}: its parent run and the job running are KILLED"
+            in log.read_text())
+    runs = stage.runs()
+    assert len(runs) == 2  # the parent and the first job; the second never started
+    assert {r.info.status for r in runs} == {"KILLED"}
+
+
 def test_a_run_left_running_by_a_dead_process_is_marked_killed_at_the_next_start():
     client = MlflowClient(tracking.uri())
     with tracking.start("mnist"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import config, download, preprocess
+from pipeline import config, download, files, preprocess
 
 from .conftest import break_deflate_stream, make_arrays
 
@@ -297,7 +297,8 @@ def test_main_interrupted_mid_write_leaves_no_temp_file(project, monkeypatch):
 
     monkeypatch.setattr(np, "save", save_then_fill_the_disk)
 
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(files.WriteError, match=r"y_train.npy \(No space left on device\); "
+                       "nothing was written"):
         preprocess.main()
 
     assert os.listdir(project / "data" / "prepared") == ["x_train.npy"]
