@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,10 @@ class Stage:
                               text=True, timeout=STAGE_TIMEOUT_S,
                               env=os.environ | (env or {}), **kwargs)
 
-    def start(self, stage: str, log: Path) -> subprocess.Popen:
+    def start(self, stage: str, log: Path, env: dict | None = None) -> subprocess.Popen:
         with log.open("w") as out:
             return subprocess.Popen(self.command(stage), cwd=self.path, stdout=out,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, env=os.environ | (env or {}))
 
     def runs(self) -> list:
         client = MlflowClient(tracking.uri())
@@ -218,6 +219,51 @@ def test_a_tracking_server_that_is_down_fails_the_stage_quickly_naming_it(tmp_pa
     assert not (tmp_path / "models").exists()
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_tracking_server_that_stops_mid_run_fails_the_stage_naming_it(tmp_path):
+    home = tmp_path / "server"
+    home.mkdir()
+    url = f"http://127.0.0.1:{free_port()}"
+    with (tmp_path / "server.log").open("w") as out:  # `make ui`, on a store of its own
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.ui", "--port", url.rpartition(":")[2]], cwd=home,
+            env=os.environ | {"DVC_ROOT": str(home)}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    stage = Stage(project, "train.epochs=100000")
+    log = tmp_path / "train.log"
+    process = None
+    try:
+        wait_for(lambda: _answers(f"{url}/health"), "the tracking server", timeout=90)
+        process = stage.start("train", log, env={"MLFLOW_TRACKING_URI": url})
+        client = MlflowClient(url)
+        wait_for(lambda: client.get_experiment_by_name("mnist") and client.search_runs(
+            [client.get_experiment_by_name("mnist").experiment_id], "metrics.loss > 0"),
+            "a first epoch on the server")
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        stopped = time.monotonic()
+        assert process.wait(timeout=180) == 1
+        took = time.monotonic() - stopped
+    finally:
+        for child in (process, server):
+            if child is not None and child.poll() is None:
+                child.kill()
+    output = log.read_text()
+    assert f"error: the MLflow store {url} failed during run " in output
+    assert "Traceback" not in output
+    assert took < 90, f"took {took:.0f} s"
+    assert not (project / "models").exists()
+
+
 # ---------------------------------------------------------------- full disk, damaged files
 
 
@@ -363,3 +409,22 @@ def test_a_second_dvc_repro_at_once_is_refused_by_dvcs_lock(dvc_project):
     assert "is busy, it is being blocked by" in second.stderr  # DVC's rwlock
     assert "dvc repro" in second.stderr  # the command holding it
     assert "up to date" in sh(path, env, "dvc", "status")
+
+
+# ---------------------------------------------------------------- nothing leaves unasked
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "true"), ("false", "false")])
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    if given is not None:
+        env["MLFLOW_DISABLE_TELEMETRY"] = given
+    done = subprocess.run([sys.executable, "-c", "import pipeline.tracking, os; "
+                           "print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"],
+                          capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == expected
+
+
+def test_dvc_analytics_are_off_in_the_projects_own_config(tmp_path):
+    env = copy_project(tmp_path / "project")
+    assert sh(tmp_path / "project", env, "dvc", "config", "core.analytics").strip() == "false"
