@@ -158,11 +158,11 @@ def _end(err: BaseException) -> None:
 
 
 KILLED = "KILLED"
-OWNER_TAGS = ("pipeline.host", "pipeline.pid")  # the process that holds a run open
 
 
 def _owner() -> dict[str, str]:
-    return dict(zip(OWNER_TAGS, (socket.gethostname(), str(os.getpid())), strict=True))
+    """Tags naming the process that holds a run open."""
+    return {"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())}
 
 
 def end_orphans(experiment_id: str) -> list[str]:
@@ -170,7 +170,7 @@ def end_orphans(experiment_id: str) -> list[str]:
     a chance to end them (SIGKILL, a power cut); return their ids. Runs of other machines,
     or with no owner recorded, are left as they are."""
     client = MlflowClient()
-    host, _ = _owner().values()
+    host = socket.gethostname()
     ended = []
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
                                   f"tags.`pipeline.host` = '{host}'", max_results=1000):
