@@ -21,13 +21,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed ## create .venv and install the project (pinned)
 
+# What only the tests need beyond the solo install: the optional launchers they exercise.
+$(VENV)/.installed-extras: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,joblib]'
+	touch $@
+
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
 	dvc repro
 
 sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256 (conf/grid/)
 	python -m pipeline.sweep -m grid=overfitting
 
-test: install browser ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
+test: $(VENV)/.installed-extras browser ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
 	pytest
 
 # Debian's Chromium, for the UI test; where it cannot be installed, that test says so and skips.

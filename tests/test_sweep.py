@@ -133,6 +133,21 @@ def test_a_failing_job_is_failed_the_others_still_log_and_the_sweep_exits_1(tmp_
     assert pd.read_csv(done.folder / report.CSV)["status"].tolist().count("FAILED") == 1
 
 
+def test_the_joblib_launcher_runs_jobs_in_other_processes_under_one_parent(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher",
+                        reason="pip install -e '.[joblib]' (make test does)")
+    done = Sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                 "train.epochs=1", "train.batch_size=16,32", "train.seed=1,2")
+    assert done.returncode == 0, done.output[-3000:]
+    children = done.children()
+    assert sorted(map(_combo, children)) == [("1", "16"), ("1", "16"), ("1", "32"), ("1", "32")]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    assert all("test_accuracy" in r.data.metrics for r in children)
+    workers = {r.data.tags["pipeline.pid"] for r in children}
+    assert len(workers) == 2 and done.parent.data.tags["pipeline.pid"] not in workers
+    assert done.parent.info.status == "FINISHED" and done.parent.data.metrics["jobs"] == 4
+
+
 def test_without_multirun_it_is_one_plain_run(tmp_path):
     done = Sweep(tmp_path, "train.epochs=1")
     assert done.returncode == 0, done.output[-3000:]
