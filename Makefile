@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sweep test browser bench ui params lint
+.PHONY: help install run sweep test browser bench ui params lint remote
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ browser:
 	@command -v chromium >/dev/null || $(APT) install --no-install-recommends chromium \
 	  >/dev/null 2>&1 || ($(APT) update && $(APT) install --no-install-recommends chromium \
 	  >/dev/null) || echo "could not install chromium: the UI test will skip"
+
+remote: ## the team's DVC remote for data, models and experiments: URL=<folder, ssh://, s3://>
+	@test -n "$(URL)" || { echo "usage: make remote URL=/shared/dvc | ssh://host/path | s3://bucket/path [ENDPOINT=https://...]"; exit 2; }
+	dvc remote add --default --force shared "$(URL)"
+	$(if $(ENDPOINT),dvc remote modify shared endpointurl "$(ENDPOINT)")
+	@echo "commit .dvc/config to share it; then dvc push, dvc exp push origin <exp>"
 
 bench: install ## measure speed and memory against the notebook; writes bench/RESULTS.md
 	python -m bench
