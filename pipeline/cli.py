@@ -33,8 +33,8 @@ def run(main: Callable[[], None]) -> None:
         quick_exit()
 
 
-STOPPED_NOTE = ("nothing half-written was kept, the MLflow run is KILLED, and the next "
-                "`dvc repro` redoes this stage")
+STOPPED_NOTE = ("nothing half-written was kept, and an MLflow run it had open is KILLED; "
+                "rerun it (a stage: `dvc repro`)")
 
 
 def _stop(signum: int, frame: object) -> None:

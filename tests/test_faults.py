@@ -133,7 +133,8 @@ def test_sigterm_mid_training_marks_the_run_killed_and_leaves_no_model(tmp_path)
     finally:
         process.kill()
     output = log.read_text()
-    assert "stopped by SIGTERM: nothing half-written was kept, the MLflow run is KILLED" in output
+    assert ("stopped by SIGTERM: nothing half-written was kept, and an MLflow run it had open "
+            "is KILLED; rerun it (a stage: `dvc repro`)") in output
     assert "Traceback" not in output
     (run,) = stage.runs()
     assert run.info.status == "KILLED"
