@@ -160,11 +160,18 @@ def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tm
     clone.sh("dvc", "cache", "dir", "--local", str(project.path / ".dvc/cache"))
     clone.sh("dvc", "exp", "run", "--queue", "-S", "train.epochs=1",
              "-S", "train.batch_size=64,256")
-    clone.sh("dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 480
-    while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
-        assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
-        time.sleep(2)
+    # Into a file, not a pipe: the workers it starts outlive it and would hold a pipe open.
+    with (tmp_path / "queue.log").open("w") as out:
+        subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=clone.path, env=project.env,
+                       stdout=out, stderr=subprocess.STDOUT, check=True, timeout=120)
+    try:
+        deadline = time.monotonic() + 480
+        while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
+            assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
+            time.sleep(2)
+    finally:  # the workers this test started, even one that stays idle
+        subprocess.run(["dvc", "queue", "stop"], cwd=clone.path, env=project.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     client, runs = clone.runs()
     assert sorted(r.data.params["train.batch_size"] for r in runs) == ["256", "64"], status
     shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
