@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import struct
 import subprocess
 import zipfile
@@ -115,3 +118,16 @@ def project(tmp_path_factory) -> Project:
     proj = Project(path, copy_project(path))
     proj.output = proj.sh("dvc", "exp", "run", "-S", "train.epochs=1")
     return proj
+
+
+def stop_processes_in(folder: Path) -> None:
+    """Kill every process still running in `folder` (Linux /proc): DVC's queue workers can
+    outlive the test that started them, and even `dvc queue stop`."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = (proc / "cwd").resolve(strict=True) if proc.name.isdigit() else None
+        except OSError:  # gone, or not ours to read
+            continue
+        if cwd is not None and (cwd == folder or folder in cwd.parents):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)

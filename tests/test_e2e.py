@@ -22,7 +22,7 @@ from PIL import Image
 
 from pipeline import config
 
-from .conftest import Project, sh
+from .conftest import Project, sh, stop_processes_in
 
 pytestmark = pytest.mark.e2e
 STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
@@ -169,9 +169,10 @@ def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tm
         while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
             assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
             time.sleep(2)
-    finally:  # the workers this test started, even one that stays idle
+    finally:  # the workers this test started, even one that `dvc queue stop` leaves idle
         subprocess.run(["dvc", "queue", "stop"], cwd=clone.path, env=project.env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        stop_processes_in(clone.path)
     client, runs = clone.runs()
     assert sorted(r.data.params["train.batch_size"] for r in runs) == ["256", "64"], status
     shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
