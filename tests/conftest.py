@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import zipfile
@@ -131,3 +132,10 @@ def stop_processes_in(folder: Path) -> None:
         if cwd is not None and (cwd == folder or folder in cwd.parents):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, where every server a test starts listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

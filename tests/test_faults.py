@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from bench.sandbox import copy_project
 from pipeline import config, files, tracking
 
-from .conftest import make_arrays, sh, write_prepared
+from .conftest import free_port, make_arrays, sh, write_prepared
 
 STAGE_TIMEOUT_S = 300
 
@@ -90,12 +90,6 @@ def dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------- training that diverges

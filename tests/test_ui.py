@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,12 @@ import pytest
 
 from pipeline import ui
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium")
 SCREENSHOTS = ROOT / "test-artifacts"
 START_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((ui.HOST, 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str, **headers: str) -> int:
@@ -46,7 +39,7 @@ def _get(url: str, **headers: str) -> int:
 def server(project, tmp_path_factory):
     """`python -m pipeline.ui` in the project, on a free loopback port; stopped, with every
     process it started, at the end."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("ui") / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port)],
