@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sweep test browser bench ui params lint remote
+.PHONY: help install run sweep test browser postgres bench ui server params lint remote
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -21,9 +21,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed ## create .venv and install the project (pinned)
 
-# What only the tests need beyond the solo install: the optional launchers they exercise.
+# Beyond the solo install: the team's tracking server, and what the tests exercise (the
+# server and the optional launchers).
+$(VENV)/.installed-server: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,server]'
+	touch $@
+
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,joblib]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt \
+	  -e '.[test,server,joblib,ray]'
 	touch $@
 
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
@@ -32,7 +38,7 @@ run: install ## run the pipeline: dvc repro (download, preprocess, train, evalua
 sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256 (conf/grid/)
 	python -m pipeline.sweep -m grid=overfitting
 
-test: $(VENV)/.installed-extras browser ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
+test: $(VENV)/.installed-extras browser postgres ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
 	pytest
 
 # Debian's Chromium, for the UI test; where it cannot be installed, that test says so and skips.
@@ -41,6 +47,16 @@ browser:
 	@command -v chromium >/dev/null || $(APT) install --no-install-recommends chromium \
 	  >/dev/null 2>&1 || ($(APT) update && $(APT) install --no-install-recommends chromium \
 	  >/dev/null) || echo "could not install chromium: the UI test will skip"
+
+# Debian's PostgreSQL server programs (initdb, pg_ctl), for the team server and its tests.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  $(APT) install --no-install-recommends postgresql >/dev/null 2>&1 || ($(APT) update && \
+	  $(APT) install --no-install-recommends postgresql >/dev/null) || \
+	  echo "could not install postgresql: the server tests will skip"
+
+server: $(VENV)/.installed-server postgres ## the team's MLflow server on PostgreSQL (./server; ARGS=--help)
+	python -m pipeline.server $(ARGS)
 
 remote: ## the team's DVC remote for data, models and experiments: URL=<folder, ssh://, s3://>
 	@test -n "$(URL)" || { echo "usage: make remote URL=/shared/dvc | ssh://host/path | s3://bucket/path [ENDPOINT=https://...]"; exit 2; }

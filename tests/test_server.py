@@ -1,0 +1,223 @@
+"""The team's tracking server for real: `python -m pipeline.server` starts a private PostgreSQL
+cluster and `mlflow server` on loopback; `dvc repro` on real MNIST and parallel sweep jobs
+log there through HTTP, and it stops what it started."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from bench.sandbox import copy_project
+from pipeline import server as team_server
+
+from .conftest import free_port, sh
+from .test_sweep import Sweep
+
+psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test does)")
+try:
+    team_server.pg_program("initdb")
+except Exception as err:  # noqa: BLE001 - the reason is printed in the skip
+    pytest.skip(f"{err} (make test installs it)", allow_module_level=True)
+
+
+class Server:
+    """A `python -m pipeline.server` on a free loopback port, in a data folder of its own."""
+
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data, self.port = data, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = data.parent / f"server-{self.port}.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.server", "--data", str(data), "--port",
+                 str(self.port), "--workers", "1", *args], stdout=log, stderr=log,
+                env=os.environ | (env or {}), start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_up(self, timeout: float = 120) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the server exited:\n{self.output()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise AssertionError(f"no answer in {timeout} s:\n{self.output()[-3000:]}")
+
+    def stop(self) -> int:
+        """SIGTERM, as a user's Ctrl-C or a service manager sends it; SIGKILL after 60 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def database_up(self) -> bool:
+        return team_server.Postgres(self.data / "postgres").up()
+
+    def sql(self, query: str, *args: str) -> list[tuple]:
+        """Ask the cluster itself (its socket folder is line 5 of postmaster.pid)."""
+        socket_dir = (self.data / "postgres/postmaster.pid").read_text().splitlines()[4]
+        with psycopg.connect(host=socket_dir, user="mlflow", dbname="mlflow") as conn:
+            return conn.execute(query, args).fetchall()
+
+
+@pytest.fixture
+def data_dir():
+    """A folder the `postgres` user can reach when the tests run as root (pytest's own
+    temporary folders are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-server-"))
+    folder.chmod(0o755)
+    yield folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared():
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-server-"))
+    folder.chmod(0o755)
+    server = Server(folder / "data").wait_up()
+    yield server
+    try:
+        assert server.stop() == 0, server.output()[-3000:]
+        assert not server.database_up()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_dvc_repro_logs_params_epochs_and_the_model_to_the_server(shared, tmp_path):
+    env = copy_project(tmp_path / "project") | {"MLFLOW_TRACKING_URI": shared.uri}
+    project = tmp_path / "project"
+    sh(project, env, sys.executable, "-m", "pipeline.config", "train.epochs=2",
+       "tracking.experiment=team")
+    sh(project, env, "dvc", "repro")
+    assert not (project / "mlflow.db").exists()  # nothing went to a local store
+
+    client = MlflowClient(shared.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("team").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "2" and run.data.params["train.batch_size"] == "128"
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert len(history) == 2 and all(0.9 < m.value < 1 for m in history)
+    assert 0.95 < run.data.metrics["test_accuracy"] < 1
+    assert "overfitting_gap" in run.data.metrics
+    assert shared.sql("SELECT status FROM runs WHERE run_uuid = %s", run.info.run_id) == [
+        ("FINISHED",)]  # PostgreSQL holds it
+
+    # The model went through the server to its artifact folder, and comes back the same way.
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert list((shared.data / "artifacts").rglob("*.keras"))
+    mlflow.set_tracking_uri(shared.uri)
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    net = mlflow.keras.load_model(f"models:/{model.model_id}")
+    x_test = np.load(project / "data/prepared/x_test.npy", mmap_mode="r")
+    assert net.predict(np.asarray(x_test[:1]), verbose=0)[0].argmax() == 7
+
+
+def test_four_parallel_sweep_jobs_lose_nothing(shared, tmp_path, monkeypatch):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="make test installs it")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared.uri)
+    done = Sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                 "train.epochs=2", "train.batch_size=16,32", "train.seed=1,2")
+    assert done.returncode == 0, done.output[-3000:]
+    assert not done.store_made
+    children = done.children()
+    assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
+    assert len({r.data.tags["pipeline.pid"] for r in children}) == 4  # all at once
+    for run in children:
+        assert [m.step for m in done.client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+        assert "test_accuracy" in run.data.metrics
+    assert done.parent.data.metrics["jobs"] == 4
+
+
+def test_a_second_server_on_the_same_data_is_refused(shared):
+    second = Server(shared.data)
+    assert second.proc.wait(60) == 1
+    assert "is already running" in second.output() and "Traceback" not in second.output()
+    assert shared.database_up()
+
+
+def test_runs_and_artifacts_outlive_a_restart(data_dir):
+    first = Server(data_dir).wait_up()
+    try:
+        client = MlflowClient(first.uri)
+        run = client.create_run(client.create_experiment("kept"))
+        client.log_metric(run.info.run_id, "accuracy", 0.97, step=1)
+        client.log_text(run.info.run_id, "the notes", "notes.txt")
+        client.set_terminated(run.info.run_id)
+    finally:
+        assert first.stop() == 0
+    assert "stopped the database" in first.output()
+    assert not first.database_up()
+
+    again = Server(data_dir).wait_up()
+    try:
+        client = MlflowClient(again.uri)
+        kept = client.get_run(run.info.run_id)
+        assert kept.data.metrics == {"accuracy": 0.97} and kept.info.status == "FINISHED"
+        mlflow.set_tracking_uri(again.uri)
+        assert mlflow.artifacts.load_text(f"{kept.info.artifact_uri}/notes.txt") == "the notes"
+    finally:
+        assert again.stop() == 0
+
+
+def _get(uri: str, user: str | None = None, password: str | None = None) -> int:
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1")
+    if user:
+        request.add_header("Authorization",
+                           "Basic " + b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir):
+    refused = Server(data_dir, "--auth", env={team_server.PASSWORD_VARIABLE: ""})
+    assert refused.proc.wait(60) == 1
+    assert f"--auth needs an admin password of 12 or more characters in " \
+           f"{team_server.PASSWORD_VARIABLE}" in refused.output()
+    assert not refused.database_up()
+
+    password = "a long test password"
+    guarded = Server(data_dir, "--auth", env={team_server.PASSWORD_VARIABLE: password})
+    try:
+        guarded.wait_up()
+        assert _get(guarded.uri) == 401
+        assert _get(guarded.uri, "admin", "password1234") == 401
+        assert _get(guarded.uri, "admin", password) == 200
+    finally:
+        assert guarded.stop() == 0
+    assert oct((data_dir / "auth.ini").stat().st_mode & 0o777) == "0o600"
+
+
+def test_another_address_without_auth_is_refused(data_dir):
+    done = subprocess.run([sys.executable, "-m", "pipeline.server", "--data", str(data_dir),
+                           "--host", "10.11.12.13"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "--host 10.11.12.13 would let anyone who reaches it read and change every run: " \
+           "add --auth" in done.stderr
+    assert not (data_dir / "postgres").exists()  # refused before anything was made
