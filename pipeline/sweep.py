@@ -17,6 +17,7 @@ each from a clean Keras state and its own seed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -164,10 +165,12 @@ def main(raw: DictConfig) -> float | None:
     """One job: its validation accuracy is the objective, for sweepers that optimise."""
     node = HydraConfig.get()
     sweep = None
-    if node.mode == RunMode.MULTIRUN:
-        sweep = json.loads((Path(node.sweep.dir) / RECORD).read_text())
     try:
-        return _job(raw, sweep)
+        # Where the sweep was started: a Ray worker starts jobs in a folder of its own.
+        with contextlib.chdir(node.runtime.cwd):
+            if node.mode == RunMode.MULTIRUN:
+                sweep = json.loads((Path(node.sweep.dir) / RECORD).read_text())
+            return _job(raw, sweep)
     except Exception as err:
         if isinstance(err, PipelineError):
             log.error("error: %s", err)

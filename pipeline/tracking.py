@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,8 +162,12 @@ KILLED = "KILLED"
 
 
 def _owner() -> dict[str, str]:
-    """Tags naming the process that holds a run open."""
-    return {"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())}
+    """Tags naming the process that holds a run open (and its Ray node, in a Ray worker)."""
+    tags = {"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        tags["pipeline.ray_node"] = ray.util.get_node_ip_address()
+    return tags
 
 
 def end_orphans(experiment_id: str) -> list[str]:

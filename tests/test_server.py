@@ -37,13 +37,14 @@ except Exception as err:  # noqa: BLE001 - the reason is printed in the skip
 class Server:
     """A `python -m pipeline.server` on a free loopback port, in a data folder of its own."""
 
-    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.data, self.port = data, free_port()
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
+        self.data, self.port, self.prefix = data, free_port(), prefix
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = data.parent / f"server-{self.port}.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.server", "--data", str(data), "--port",
+                [*prefix, sys.executable, "-m", "pipeline.server", "--data", str(data), "--port",
                  str(self.port), "--workers", "1", *args], stdout=log, stderr=log,
                 env=os.environ | (env or {}), start_new_session=True)
 
@@ -54,13 +55,23 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"the server exited:\n{self.output()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.5)
+            if self.answers():
+                return self
+            time.sleep(0.5)
         self.stop()
         raise AssertionError(f"no answer in {timeout} s:\n{self.output()[-3000:]}")
+
+    def answers(self) -> bool:
+        """Its /health answers, asked from where it runs (`prefix`: another network)."""
+        if self.prefix:
+            probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)"
+            return subprocess.run([*self.prefix, sys.executable, "-c", probe,
+                                   f"{self.uri}/health"], capture_output=True).returncode == 0
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> int:
         """SIGTERM, as a user's Ctrl-C or a service manager sends it; SIGKILL after 60 s."""
