@@ -29,7 +29,7 @@ $(VENV)/.installed-server: $(VENV)/.installed
 
 $(VENV)/.installed-extras: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt \
-	  -e '.[test,server,joblib,ray]'
+	  -e '.[test,server,joblib,ray,slurm]'
 	touch $@
 
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)

@@ -148,6 +148,23 @@ def test_the_joblib_launcher_runs_jobs_in_other_processes_under_one_parent(tmp_p
     assert done.parent.info.status == "FINISHED" and done.parent.data.metrics["jobs"] == 4
 
 
+def test_the_submitit_launcher_runs_each_job_as_a_submitit_job_under_one_parent(tmp_path):
+    """submitit_local: the launcher and job files that SLURM uses (submitit_slurm), with
+    jobs started as processes here instead of by sbatch."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="pip install -e '.[slurm]' (make test does)")
+    done = Sweep(tmp_path, "-m", "hydra/launcher=submitit_local", "train.epochs=1",
+                 "train.batch_size=16,32")
+    assert done.returncode == 0, done.output[-3000:]
+    children = done.children()
+    assert sorted(map(_combo, children)) == [("1", "16"), ("1", "32")]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    workers = {r.data.tags["pipeline.pid"] for r in children}
+    assert len(workers) == 2 and done.parent.data.tags["pipeline.pid"] not in workers
+    assert len(list((done.folder / ".submitit").glob("*/*_result.pkl"))) == 2
+    assert done.parent.info.status == "FINISHED" and done.parent.data.metrics["jobs"] == 2
+
+
 def test_without_multirun_it_is_one_plain_run(tmp_path):
     done = Sweep(tmp_path, "train.epochs=1")
     assert done.returncode == 0, done.output[-3000:]
