@@ -187,8 +187,9 @@ def _secret(path: Path) -> str:
 
 
 def _auth_config(data: Path, db: Postgres) -> Path:
-    """MLflow's basic-auth config: its users in the database `mlflow_auth` of the same cluster,
-    READ on everything for users the admin adds. MLflow makes the admin user on the first
+    """MLflow's basic-auth config: its users in the database `mlflow_auth` of the same cluster.
+    Users the admin adds may EDIT every experiment (a team logs into shared ones, `mnist`
+    first; the admin can narrow it per experiment). MLflow makes the admin user on the first
     start, with the password in MLFLOW_AUTH_ADMIN_PASSWORD, and keeps it after that."""
     with db.connect() as conn:
         first = not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'mlflow_auth'"
@@ -201,7 +202,7 @@ def _auth_config(data: Path, db: Postgres) -> Path:
     config = data / "auth.ini"
     with tempfile.NamedTemporaryFile("w", dir=data, delete=False) as tmp:
         os.chmod(tmp.name, 0o600)
-        tmp.write("[mlflow]\ndefault_permission = READ\n"
+        tmp.write("[mlflow]\ndefault_permission = EDIT\n"
                   f"database_uri = {db.uri('mlflow_auth')}\nadmin_username = admin\n"
                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     os.replace(tmp.name, config)

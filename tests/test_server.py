@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.server import get_app_client
 
 from bench.sandbox import copy_project
 from pipeline import server as team_server
@@ -206,7 +207,8 @@ def _get(uri: str, user: str | None = None, password: str | None = None) -> int:
         return err.code
 
 
-def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir):
+def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir,
+                                                                         monkeypatch):
     refused = Server(data_dir, "--auth", env={team_server.PASSWORD_VARIABLE: ""})
     assert refused.proc.wait(60) == 1
     assert f"--auth needs an admin password of 12 or more characters in " \
@@ -220,6 +222,20 @@ def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir
         assert _get(guarded.uri) == 401
         assert _get(guarded.uri, "admin", "password1234") == 401
         assert _get(guarded.uri, "admin", password) == 200
+
+        # The admin adds a team member, who logs into the experiment the admin made.
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        experiment = MlflowClient(guarded.uri).create_experiment("mnist")
+        get_app_client("basic-auth", tracking_uri=guarded.uri).create_user(
+            "bob", "bob's own password")
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "bob's own password")
+        client = MlflowClient(guarded.uri)
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "accuracy", 0.97)
+        assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.97}
+        assert _get(guarded.uri, "bob", "a guess") == 401
     finally:
         assert guarded.stop() == 0
     assert oct((data_dir / "auth.ini").stat().st_mode & 0o777) == "0o600"
