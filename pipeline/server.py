@@ -99,6 +99,9 @@ class Postgres:
         initdb leaves nothing half-made. True if it was created now."""
         if (self.pgdata / "PG_VERSION").is_file():
             return False
+        if self.pgdata.exists() and any(self.pgdata.iterdir()):
+            raise PipelineError(f"{self.pgdata} is not a PostgreSQL cluster, and not empty: move "
+                                "it away, or give the server another --data folder")
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         partial = self.pgdata.with_name(f".{self.pgdata.name}.{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)

@@ -248,3 +248,13 @@ def test_another_address_without_auth_is_refused(data_dir):
     assert "--host 10.11.12.13 would let anyone who reaches it read and change every run: " \
            "add --auth" in done.stderr
     assert not (data_dir / "postgres").exists()  # refused before anything was made
+
+
+def test_a_data_folder_that_is_not_a_cluster_is_left_alone(data_dir):
+    (data_dir / "postgres").mkdir(parents=True)
+    (data_dir / "postgres/notes.txt").write_text("mine")
+    done = subprocess.run([sys.executable, "-m", "pipeline.server", "--data", str(data_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{data_dir / 'postgres'} is not a PostgreSQL cluster, and not empty" in done.stderr
+    assert [p.name for p in (data_dir / "postgres").iterdir()] == ["notes.txt"]
