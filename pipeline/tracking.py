@@ -320,8 +320,22 @@ def log_data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
         dataset = mlflow.data.from_numpy(x, targets=y, source=source, name=f"mnist-{context}",
                                          digest=meta["fingerprint"][:8])
-    mlflow.log_input(dataset, context=context)
+    for attempt in range(3):
+        try:
+            mlflow.log_input(dataset, context=context)
+            break
+        except MlflowException as err:
+            # MLflow's SQL store looks the dataset up, then inserts it: jobs starting together
+            # can all miss it, and all inserts but one then break the unique key. Another try
+            # finds the one that was inserted and links it to this run.
+            if attempt == 2 or not _duplicate_key(err):
+                raise
     mlflow.set_tag("data_fingerprint", meta["fingerprint"])
+
+
+def _duplicate_key(err: MlflowException) -> bool:
+    message = str(err)
+    return "duplicate key value" in message or "UNIQUE constraint failed" in message
 
 
 def log_epoch(epoch: int, metrics: dict[str, float]) -> None:

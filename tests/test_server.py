@@ -4,6 +4,8 @@ log there through HTTP, and it stops what it started."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -14,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -25,7 +28,7 @@ from mlflow.server import get_app_client
 from bench.sandbox import copy_project
 from pipeline import server as team_server
 
-from .conftest import free_port, sh
+from .conftest import free_port, sh, write_prepared
 from .test_sweep import Sweep
 
 psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test does)")
@@ -258,3 +261,33 @@ def test_a_data_folder_that_is_not_a_cluster_is_left_alone(data_dir):
     assert done.returncode == 1
     assert f"{data_dir / 'postgres'} is not a PostgreSQL cluster, and not empty" in done.stderr
     assert [p.name for p in (data_dir / "postgres").iterdir()] == ["notes.txt"]
+
+
+def _log_the_training_set(uri: str, prepared: str, barrier) -> str:
+    """One job's first steps: open a run, then log the training set as its input."""
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    from pipeline import preprocess, tracking
+
+    x, y = preprocess.load_split(Path(prepared), "train")
+    meta = json.loads((Path(prepared) / preprocess.META).read_text())
+    with tracking.start("datasets") as run_id:
+        barrier.wait(60)
+        tracking.log_data(x, y, meta, source=prepared, context="training")
+    return run_id
+
+
+def test_jobs_logging_the_same_new_dataset_at_once_all_keep_it(shared, tmp_path):
+    """MLflow's SQL store looks a dataset up, then inserts it: jobs that start together can
+    all miss it, and on PostgreSQL all inserts but one fail on its unique key."""
+    prepared = str(write_prepared(tmp_path / "prepared"))
+    jobs = 6
+    with multiprocessing.Manager() as manager:
+        barrier = manager.Barrier(jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs = list(pool.map(_log_the_training_set, [shared.uri] * jobs, [prepared] * jobs,
+                                 [barrier] * jobs, timeout=300))
+    client = MlflowClient(shared.uri)
+    for run_id in runs:
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["mnist-training"]
