@@ -70,7 +70,8 @@ class Server:
         if self.prefix:
             probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)"
             return subprocess.run([*self.prefix, sys.executable, "-c", probe,
-                                   f"{self.uri}/health"], capture_output=True).returncode == 0
+                                   f"{self.uri}/health"], capture_output=True,
+                                  timeout=30).returncode == 0
         try:
             with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
                 return True
