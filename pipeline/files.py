@@ -20,11 +20,12 @@ class WriteError(PipelineError):
 
 
 @contextmanager
-def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+def replacing(path: Path, suffix: str = ".tmp", mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` on success, else delete it.
 
-    `suffix` keeps writers that insist on an extension (`.keras`, `.npy`) happy. If writing
-    fails (the disk is full, the folder read-only), `path` is left as it was.
+    `suffix` keeps writers that insist on an extension (`.keras`, `.npy`) happy. The file gets
+    `mode`, or what a plain open() would give it. If writing fails (the disk is full, the
+    folder read-only), `path` is left as it was.
     """
     tmp = None
     try:
@@ -35,7 +36,7 @@ def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.close(fd)
         tmp = Path(name)
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # as a plain open() would; mkstemp makes it 0600
+        os.chmod(tmp, 0o666 & ~_UMASK if mode is None else mode)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except OSError as err:
         kept = "the previous one is kept" if path.exists() else "nothing was written"
@@ -66,6 +67,6 @@ def alive(pid: int) -> bool:
     return True
 
 
-def write_text(path: Path, text: str) -> None:
-    with replacing(path) as tmp:
+def write_text(path: Path, text: str, mode: int | None = None) -> None:
+    with replacing(path, mode=mode) as tmp:
         tmp.write_text(text)

@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import PipelineError, Stopped, cli, tracking
+from pipeline import PipelineError, Stopped, cli, files, tracking
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +146,16 @@ class Postgres:
     def uri(self, database: str) -> str:
         return f"postgresql+psycopg://{DB_USER}@/{database}?host={self.socket_dir}&port=5432"
 
+    def exists(self, database: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                (database,)).fetchone() is not None
+
     def ensure(self, database: str) -> bool:
         """CREATE DATABASE unless it exists; True if it was created now."""
+        if self.exists(database):
+            return False
         with self.connect() as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            (database,)).fetchone():
-                return False
             conn.execute(f'CREATE DATABASE "{database}"')
         log.info("created the database %s", database)
         return True
@@ -182,10 +186,7 @@ def _loopback(host: str) -> bool:
 def _secret(path: Path) -> str:
     """A random secret kept in `path` (mode 0600), made on first use."""
     if not path.is_file():
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
-            os.chmod(tmp.name, 0o600)
-            tmp.write(secrets.token_hex(32))
-        os.replace(tmp.name, path)
+        files.write_text(path, secrets.token_hex(32), mode=0o600)
     return path.read_text().strip()
 
 
@@ -194,21 +195,16 @@ def _auth_config(data: Path, db: Postgres) -> Path:
     Users the admin adds may EDIT every experiment (a team logs into shared ones, `mnist`
     first; the admin can narrow it per experiment). MLflow makes the admin user on the first
     start, with the password in MLFLOW_AUTH_ADMIN_PASSWORD, and keeps it after that."""
-    with db.connect() as conn:
-        first = not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'mlflow_auth'"
-                                 ).fetchone()
-    if first and len(os.environ.get(PASSWORD_VARIABLE, "")) < 12:
+    if not db.exists("mlflow_auth") and len(os.environ.get(PASSWORD_VARIABLE, "")) < 12:
         raise PipelineError(f"--auth needs an admin password of 12 or more characters in "
                             f"{PASSWORD_VARIABLE} on its first start: export "
                             f"{PASSWORD_VARIABLE}=... and start it again")
     db.ensure("mlflow_auth")
     config = data / "auth.ini"
-    with tempfile.NamedTemporaryFile("w", dir=data, delete=False) as tmp:
-        os.chmod(tmp.name, 0o600)
-        tmp.write("[mlflow]\ndefault_permission = EDIT\n"
-                  f"database_uri = {db.uri('mlflow_auth')}\nadmin_username = admin\n"
-                  "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    os.replace(tmp.name, config)
+    files.write_text(config, "[mlflow]\ndefault_permission = EDIT\n"
+                     f"database_uri = {db.uri('mlflow_auth')}\nadmin_username = admin\n"
+                     "authorization_function = "
+                     "mlflow.server.auth:authenticate_request_basic_auth\n", mode=0o600)
     return config
 
 
