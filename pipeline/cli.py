@@ -26,11 +26,16 @@ def run(main: Callable[[], None]) -> None:
         log.error("error: %s", err)
         sys.exit(1)
     except (KeyboardInterrupt, Stopped) as err:
-        log.error("stopped by %s: %s", "Ctrl-C" if isinstance(err, KeyboardInterrupt) else
-                  "SIGTERM", STOPPED_NOTE)
-        sys.exit(130 if isinstance(err, KeyboardInterrupt) else 143)
+        by, status = stopped_by(err)
+        log.error("stopped by %s: %s", by, STOPPED_NOTE)
+        sys.exit(status)
     finally:
         quick_exit()
+
+
+def stopped_by(err: KeyboardInterrupt | Stopped) -> tuple[str, int]:
+    """What stopped the process, as the user knows it, and its exit status (128 + signal)."""
+    return ("Ctrl-C", 130) if isinstance(err, KeyboardInterrupt) else ("SIGTERM", 143)
 
 
 STOPPED_NOTE = ("nothing half-written was kept, and an MLflow run it had open is KILLED; "

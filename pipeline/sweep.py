@@ -185,10 +185,10 @@ def _stopped(err: BaseException) -> None:
     """Ctrl-C or SIGTERM: the running job's run is KILLED already (`tracking.start`); the
     sweep's parent run is KILLED too, never left RUNNING."""
     tracking.end_open_sweeps(tracking.KILLED)
+    by, status = cli.stopped_by(err)
     log.error("sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
-              "done so far keep their runs", "Ctrl-C" if isinstance(err, KeyboardInterrupt)
-              else "SIGTERM")
-    raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else 143) from None
+              "done so far keep their runs", by)
+    raise SystemExit(status) from None
 
 
 if __name__ == "__main__":
