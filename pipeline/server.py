@@ -248,21 +248,20 @@ def serve(args: argparse.Namespace) -> None:
             code = 0
             log.info("stopping the MLflow server")
         finally:
-            _stop_group(server)
+            stop_group(server)
     if code != 0:
         raise PipelineError(f"the MLflow server exited with {code} (its messages are above)")
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server and its workers, SIGKILL if they are still there after 30 s."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to a process started in a session of its own and to its group (the MLflow
+    server and its workers), SIGKILL if it is still there after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(wait)
             return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,16 +15,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import tracking
+from pipeline.server import stop_group
 
 from .conftest import write_prepared
-from .test_server import Server
+from .test_server import Server, reachable_folder
 
 pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="make test installs it")
 pytestmark = pytest.mark.skipif(
@@ -65,16 +65,6 @@ class Namespace:
         self.holder.wait(10)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 NODES = """
 import json, sys, ray
 ray.init(address=sys.argv[1], logging_level="ERROR")
@@ -92,8 +82,7 @@ print(json.dumps([{"id": r.info.run_id, "status": r.info.status, "params": r.dat
 
 
 def test_a_sweep_on_two_ray_nodes_lands_under_one_parent_in_the_shared_store(tmp_path):
-    shared = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must fit
-    shared.chmod(0o755)  # the postgres user reaches the server's data when we are root
+    shared = reachable_folder("ray-")  # short: Ray's socket paths must fit
     ns, started = Namespace(), []
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -104,25 +93,27 @@ def test_a_sweep_on_two_ray_nodes_lands_under_one_parent_in_the_shared_store(tmp
                  "--disable-usage-stats", "--temp-dir", str(shared / name), *args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
 
+    def nodes() -> list[str]:
+        """The addresses of the cluster's live nodes; none while the head is starting."""
+        with contextlib.suppress(AssertionError):
+            return json.loads(ns.run(sys.executable, "-c", NODES, f"{HEAD}:6379",
+                                     env=env).splitlines()[-1])
+        return []
+
     server = None
     try:
         server = Server(shared / "server", prefix=ns.prefix)
         node("head", "--head", "--node-ip-address", HEAD, "--port", "6379",
              "--include-dashboard", "false")
-        deadline, nodes = time.monotonic() + 120, []
-        while time.monotonic() < deadline and len(nodes) < 1:
-            with contextlib.suppress(AssertionError):
-                nodes = json.loads(ns.run(sys.executable, "-c", NODES, f"{HEAD}:6379",
-                                          env=env).splitlines()[-1])
+        deadline = time.monotonic() + 120
+        while not (found := nodes()) and time.monotonic() < deadline:
             time.sleep(1)
         node("worker", "--address", f"{HEAD}:6379", "--node-ip-address", WORKER,
              "--dashboard-agent-listen-port", "52366")
-        while time.monotonic() < deadline and len(nodes) < 2:
+        while len(found := nodes()) < 2 and time.monotonic() < deadline:
             time.sleep(1)
-            nodes = json.loads(ns.run(sys.executable, "-c", NODES, f"{HEAD}:6379",
-                                      env=env).splitlines()[-1])
         output = "\n".join(p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("*.log"))
-        assert nodes == [HEAD, WORKER], f"Ray nodes {nodes}:\n{output}"
+        assert found == [HEAD, WORKER], f"Ray nodes {found}:\n{output}"
         server.wait_up()
 
         # Nothing outside can reach what listens in here: loopback is its only interface.
@@ -155,7 +146,7 @@ def test_a_sweep_on_two_ray_nodes_lands_under_one_parent_in_the_shared_store(tmp
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in started:
-            _stop(proc)
+            stop_group(proc)
         if server is not None:
             server.stop()
         ns.close()

@@ -99,20 +99,24 @@ class Server:
             return conn.execute(query, args).fetchall()
 
 
+def reachable_folder(prefix: str) -> Path:
+    """A new folder in /tmp that the `postgres` user can reach when the tests run as root
+    (pytest's own temporary folders are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    return folder
+
+
 @pytest.fixture
 def data_dir():
-    """A folder the `postgres` user can reach when the tests run as root (pytest's own
-    temporary folders are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="mlflow-server-"))
-    folder.chmod(0o755)
+    folder = reachable_folder("mlflow-server-")
     yield folder / "data"
     shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def shared():
-    folder = Path(tempfile.mkdtemp(prefix="mlflow-server-"))
-    folder.chmod(0o755)
+    folder = reachable_folder("mlflow-server-")
     server = Server(folder / "data").wait_up()
     yield server
     try:

@@ -3,9 +3,7 @@ Chromium (Debian's package; `make test` installs it). Screenshots go to test-art
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ import urllib.request
 import pytest
 
 from pipeline import ui
+from pipeline.server import stop_group
 
 from .conftest import ROOT, free_port
 
@@ -55,12 +54,7 @@ def server(project, tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, grace=20)
 
 
 def test_the_ui_listens_on_loopback_with_mlflows_security_defaults(server):
