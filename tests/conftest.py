@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,17 +122,24 @@ def project(tmp_path_factory) -> Project:
     return proj
 
 
-def stop_processes_in(folder: Path) -> None:
-    """Kill every process still running in `folder` (Linux /proc): DVC's queue workers can
-    outlive the test that started them, and even `dvc queue stop`."""
+def kill_where(started_here: Callable[[Path], bool]) -> None:
+    """SIGKILL every process whose /proc entry `started_here` picks (Linux); one that ends
+    meanwhile, or is not ours to read, is passed over."""
     for proc in Path("/proc").iterdir():
-        try:
-            cwd = (proc / "cwd").resolve(strict=True) if proc.name.isdigit() else None
-        except OSError:  # gone, or not ours to read
-            continue
-        if cwd is not None and (cwd == folder or folder in cwd.parents):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if started_here(proc):
+                    os.kill(int(proc.name), signal.SIGKILL)
+
+
+def stop_processes_in(folder: Path) -> None:
+    """Kill every process still running in `folder`: DVC's queue workers can outlive the
+    test that started them, and even `dvc queue stop`."""
+    def inside(proc: Path) -> bool:
+        cwd = (proc / "cwd").resolve(strict=True)
+        return cwd == folder or folder in cwd.parents
+
+    kill_where(inside)
 
 
 def free_port() -> int:

@@ -16,14 +16,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from pipeline import tracking
 from pipeline.server import stop_group
 
-from .conftest import write_prepared
+from .conftest import kill_where, write_prepared
 from .test_server import Server, reachable_folder
 
 pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="make test installs it")
@@ -56,11 +55,8 @@ class Namespace:
     def close(self) -> None:
         """SIGKILL whatever still runs inside, then the holder."""
         assert self.link != os.readlink("/proc/self/ns/net")
-        for proc in Path("/proc").iterdir():
-            with contextlib.suppress(OSError):
-                if proc.name.isdigit() and int(proc.name) != self.holder.pid and \
-                        os.readlink(proc / "ns/net") == self.link:
-                    os.kill(int(proc.name), signal.SIGKILL)
+        kill_where(lambda proc: int(proc.name) != self.holder.pid and
+                   os.readlink(proc / "ns/net") == self.link)
         self.holder.kill()
         self.holder.wait(10)
 
