@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import subprocess
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -147,3 +148,12 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def answers(url: str, timeout: float = 5) -> bool:
+    """Whether an HTTP server answers at `url` (any status but an error)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from mlflow import MlflowClient
 from bench.sandbox import copy_project
 from pipeline import config, files, tracking
 
-from .conftest import free_port, make_arrays, sh, write_prepared
+from .conftest import answers, free_port, make_arrays, sh, write_prepared
 
 STAGE_TIMEOUT_S = 300
 
@@ -214,14 +213,6 @@ def test_a_tracking_server_that_is_down_fails_the_stage_quickly_naming_it(tmp_pa
     assert not (tmp_path / "models").exists()
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:
-        return False
-
-
 def test_a_tracking_server_that_stops_mid_run_fails_the_stage_naming_it(tmp_path):
     home = tmp_path / "server"
     home.mkdir()
@@ -237,7 +228,7 @@ def test_a_tracking_server_that_stops_mid_run_fails_the_stage_naming_it(tmp_path
     log = tmp_path / "train.log"
     process = None
     try:
-        wait_for(lambda: _answers(f"{url}/health"), "the tracking server", timeout=90)
+        wait_for(lambda: answers(f"{url}/health"), "the tracking server", timeout=90)
         process = stage.start("train", log, env={"MLFLOW_TRACKING_URI": url})
         client = MlflowClient(url)
         wait_for(lambda: client.get_experiment_by_name("mnist") and client.search_runs(

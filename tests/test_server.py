@@ -28,7 +28,7 @@ from mlflow.server import get_app_client
 from bench.sandbox import copy_project
 from pipeline import server as team_server
 
-from .conftest import free_port, sh, write_prepared
+from .conftest import answers, free_port, sh, write_prepared
 from .test_sweep import Sweep
 
 psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test does)")
@@ -72,11 +72,7 @@ class Server:
             return subprocess.run([*self.prefix, sys.executable, "-c", probe,
                                    f"{self.uri}/health"], capture_output=True,
                                   timeout=30).returncode == 0
-        try:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                return True
-        except OSError:
-            return False
+        return answers(f"{self.uri}/health", timeout=2)
 
     def stop(self) -> int:
         """SIGTERM, as a user's Ctrl-C or a service manager sends it; SIGKILL after 60 s."""
