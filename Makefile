@@ -14,9 +14,11 @@ UI_PORT ?= 5000
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
+PIP := $(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PIP) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the project (pinned)
@@ -24,12 +26,11 @@ install: $(VENV)/.installed ## create .venv and install the project (pinned)
 # Beyond the solo install: the team's tracking server, and what the tests exercise (the
 # server and the optional launchers).
 $(VENV)/.installed-server: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,server]'
+	$(PIP) -e '.[test,server]'
 	touch $@
 
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt \
-	  -e '.[test,server,joblib,ray,slurm]'
+	$(PIP) -e '.[test,server,joblib,ray,slurm]'
 	touch $@
 
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
@@ -41,19 +42,20 @@ sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256 (conf
 test: $(VENV)/.installed-extras browser postgres ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
 	pytest
 
-# Debian's Chromium, for the UI test; where it cannot be installed, that test says so and skips.
+# Debian packages the tests use; where one cannot be installed, its tests say so and skip.
+# $(call apt-get,PACKAGE): install it, updating the package lists first if need be.
 APT := $(if $(filter 0,$(shell id -u)),,sudo -n) env DEBIAN_FRONTEND=noninteractive apt-get -qq
-browser:
-	@command -v chromium >/dev/null || $(APT) install --no-install-recommends chromium \
-	  >/dev/null 2>&1 || ($(APT) update && $(APT) install --no-install-recommends chromium \
-	  >/dev/null) || echo "could not install chromium: the UI test will skip"
+apt-get = $(APT) install --no-install-recommends $(1) >/dev/null 2>&1 || \
+  ($(APT) update && $(APT) install --no-install-recommends $(1) >/dev/null) || \
+  echo "could not install $(1): the tests that need it will skip"
 
-# Debian's PostgreSQL server programs (initdb, pg_ctl), for the team server and its tests.
+# Chromium for the UI test; PostgreSQL's programs (initdb, pg_ctl) for the team server.
+browser:
+	@command -v chromium >/dev/null || $(call apt-get,chromium)
+
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
-	  $(APT) install --no-install-recommends postgresql >/dev/null 2>&1 || ($(APT) update && \
-	  $(APT) install --no-install-recommends postgresql >/dev/null) || \
-	  echo "could not install postgresql: the server tests will skip"
+	  $(call apt-get,postgresql)
 
 server: $(VENV)/.installed-server postgres ## the team's MLflow server on PostgreSQL (./server; ARGS=--help)
 	python -m pipeline.server $(ARGS)
