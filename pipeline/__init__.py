@@ -1,10 +1,8 @@
-"""MNIST as a reproducible pipeline: download -> preprocess -> train -> evaluate."""
+"""MNIST as a reproducible pipeline: download -> preprocess -> train -> evaluate.
 
-import os
-
-# Nothing leaves the machine unasked: MLflow's usage telemetry is off unless the user sets
-# MLFLOW_DISABLE_TELEMETRY=false (DVC's analytics are off in .dvc/config).
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+Importing it changes nothing in the process: the entry points (`cli.run`, the sweep's main,
+the server) set the environment, logging and signal handlers, once (`cli.setup`).
+"""
 
 
 class PipelineError(Exception):

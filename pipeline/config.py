@@ -8,18 +8,23 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import enum
+import functools
 import logging
 import os
 import re
 import sys
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from pipeline import PipelineError, files
 
@@ -53,93 +58,109 @@ class Loss(enum.Enum):
     sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
 
 
-def _check(ok: bool, key: str, rule: str, value: Any, default: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key} must be {rule}, got {value!r} (for example {key}={default})")
+@dataclass(frozen=True)
+class Bound:
+    """What a value must be, in words (`>= 1`) and as a test."""
+
+    rule: str
+    ok: Callable[[Any], bool]
 
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+def bounded(rule: str, ok: Callable[[Any], Any]) -> Any:
+    """A field whose value comes from conf/ (no default here) and must keep `rule`."""
+    return field(default=MISSING, metadata={"bound": Bound(rule, lambda value: bool(ok(value)))})
+
+
+def at_least(low: int) -> Any:
+    return bounded(f">= {low}", lambda value: value >= low)
+
+
+def named() -> Any:
+    return bounded("a non-empty name", str.strip)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+
+# The schema: types and bounds. The values live in conf/ alone (MISSING here).
 
 
 @dataclass
 class DataConfig:
-    url: str = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
-    sha256: str = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-    fingerprint: str = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
-
-    def __post_init__(self) -> None:
-        for key in ("sha256", "fingerprint"):
-            value = getattr(self, key)
-            _check(bool(_HEX64.fullmatch(value)), f"data.{key}",
-                   "64 lowercase hex digits", value, getattr(DataConfig, key))
+    url: str = MISSING
+    sha256: str = bounded("64 lowercase hex digits", _HEX64)
+    fingerprint: str = bounded("64 lowercase hex digits", _HEX64)
 
 
 @dataclass
 class ModelConfig:
-    hidden_units: int = 512
-    activation: Activation = Activation.relu
-
-    def __post_init__(self) -> None:
-        _check(self.hidden_units >= 1, "model.hidden_units", ">= 1", self.hidden_units, 512)
+    hidden_units: int = at_least(1)
+    activation: Activation = MISSING
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 128
-    optimizer: Optimizer = Optimizer.rmsprop
-    learning_rate: float = 0.001
-    loss: Loss = Loss.categorical_crossentropy
-    validation_split: float = 0.1
-    seed: int = 42
-    steps_per_execution: int = 32
-
-    def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs, 5)
-        _check(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size, 128)
-        _check(self.learning_rate > 0, "train.learning_rate", "> 0", self.learning_rate, 0.001)
-        _check(0 <= self.validation_split < 1, "train.validation_split", "in [0, 1)",
-               self.validation_split, 0.1)
-        _check(self.seed >= 0, "train.seed", ">= 0", self.seed, 42)
-        _check(self.steps_per_execution >= 1, "train.steps_per_execution", ">= 1",
-               self.steps_per_execution, 32)
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    optimizer: Optimizer = MISSING
+    learning_rate: float = bounded("> 0", lambda value: value > 0)
+    loss: Loss = MISSING
+    validation_split: float = bounded("in [0, 1)", lambda value: 0 <= value < 1)
+    seed: int = at_least(0)
+    steps_per_execution: int = at_least(1)
 
 
 @dataclass
 class TrackingConfig:
-    experiment: str = "mnist"
-    registered_model: str = "mnist-dense"
-
-    def __post_init__(self) -> None:
-        _check(bool(self.experiment.strip()), "tracking.experiment", "a non-empty name",
-               self.experiment, "mnist")
-        _check(bool(self.registered_model.strip()), "tracking.registered_model",
-               "a non-empty name", self.registered_model, "mnist-dense")
+    experiment: str = named()
+    registered_model: str = named()
 
 
 @dataclass
 class PathsConfig:
-    raw: str = "data/raw/mnist.npz"
-    prepared: str = "data/prepared"
-    model: str = "models/model.keras"
-    run: str = "models/run.json"
-    history: str = "reports/history.csv"
-    metrics: str = "reports/metrics.json"
-    predictions: str = "reports/predictions.csv"
-    plots: str = "reports/plots"
-
-    def __post_init__(self) -> None:
-        _check(self.model.endswith(".keras"), "paths.model", "a path ending in .keras",
-               self.model, "models/model.keras")
+    raw: str = MISSING
+    prepared: str = MISSING
+    model: str = bounded("a path ending in .keras", lambda value: value.endswith(".keras"))
+    run: str = MISSING
+    history: str = MISSING
+    metrics: str = MISSING
+    predictions: str = MISSING
+    plots: str = MISSING
 
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    train: TrainConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    paths: PathsConfig = MISSING
+
+
+def check_bounds(node: Any, prefix: str = "") -> None:
+    """Every bounded field of a config, section by section; a ConfigError for the first value
+    out of bounds, with an example from conf/'s own default."""
+    for item in dataclasses.fields(node):
+        value, key = getattr(node, item.name), f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            check_bounds(value, f"{key}.")
+        elif "bound" in item.metadata and not item.metadata["bound"].ok(value):
+            raise ConfigError(f"{key} must be {item.metadata['bound'].rule}, got {value!r} "
+                              f"(for example {key}={_default(key)})")
+
+
+def _default(key: str) -> Any:
+    node: Any = _composed(())
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _known(section: str) -> list[str]:
+    """The keys a section (`train`, or `` for the top) may hold."""
+    schema: Any = Config
+    for part in filter(None, section.split(".")):
+        schema = typing.get_type_hints(schema)[part]
+    return [item.name for item in dataclasses.fields(schema)]
 
 
 def validate(raw: Any, source: str) -> Config:
@@ -149,20 +170,23 @@ def validate(raw: Any, source: str) -> Config:
                           f"{type(raw).__name__} (regenerate it: python -m pipeline.config)")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        check_bounds(cfg)
     except ConfigKeyError as err:
         parent = err.full_key.rpartition(".")[0]
-        known = OmegaConf.structured(Config)
-        for part in filter(None, parent.split(".")):
-            known = known[part]
         raise ConfigError(f"{source}: unknown key {err.full_key!r}; known keys"
                           f"{' under ' + parent if parent else ''}: "
-                          f"{', '.join(known.keys())}") from None
+                          f"{', '.join(_known(parent))}") from None
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"{source}: {err.full_key} is missing (for example "
+                          f"{err.full_key}={_default(err.full_key)}); regenerate the file from "
+                          "conf/ with `python -m pipeline.config`") from None
     except OmegaConfBaseException as err:
         problem = str(err.msg).splitlines()[0]
         raise ConfigError(f"{source}: {err.full_key}: {problem}") from None
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+    return cfg
 
 
 def load(path: str | os.PathLike[str] = PARAMS_FILE) -> Config:
@@ -181,17 +205,33 @@ def load(path: str | os.PathLike[str] = PARAMS_FILE) -> Config:
 
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> dict:
     """Compose conf/ with Hydra overrides into a validated plain dict, as DVC does."""
+    plain = _composed(tuple(overrides), conf_dir)
+    validate(plain, f"{conf_dir} with overrides {list(overrides)}")
+    return copy.deepcopy(plain)
+
+
+def defaults() -> Config:
+    """conf/ as it is, without overrides: the values the YAML holds."""
+    return validate(_composed(()), str(CONF_DIR))
+
+
+@functools.lru_cache(maxsize=8)
+def _composed(overrides: tuple[str, ...], conf_dir: Path = CONF_DIR) -> dict:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
     try:
-        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app: the sweep's job
             cfg = hydra_compose("config", overrides=list(overrides))
+        else:
+            with initialize_config_dir(str(conf_dir), version_base="1.3"):
+                cfg = hydra_compose("config", overrides=list(overrides))
     except HydraException as err:
         raise ConfigError(f"cannot compose {conf_dir} with {list(overrides)}: {err}") from None
     plain = OmegaConf.to_container(cfg, resolve=True)
-    validate(plain, f"{conf_dir} with overrides {list(overrides)}")
+    plain.pop("hydra", None)  # type: ignore[union-attr]
     return plain  # type: ignore[return-value]
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, cli, config, files, model, plots, preprocess, tracking
+from pipeline import PipelineError, cli, config, files, model, plots, preprocess
+from pipeline.tracking import record, store
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,17 @@ def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
     table = predictions_table(proba, y)
     files.write_text(Path(paths.metrics), json.dumps(metrics, indent=2) + "\n")
     files.write_text(Path(paths.predictions), table.to_csv(index=False))
-    tracking.log_data(x, y, meta, source=str(prepared), context="testing")
+    record.data(x, y, meta, source=str(prepared), context="testing")
     # val_accuracy is already in the run, per epoch.
-    tracking.log_metrics({k: v for k, v in metrics.items()
+    record.metrics({k: v for k, v in metrics.items()
                           if k not in ("per_class_accuracy", "val_accuracy")}
                          | {f"test_accuracy_{digit}": acc
                             for digit, acc in metrics["per_class_accuracy"].items()})
-    tracking.log_dict({"rows": "true label", "columns": "predicted label",
+    record.document({"rows": "true label", "columns": "predicted label",
                        "matrix": matrix.tolist()}, "confusion_matrix.json")
-    tracking.log_artifact(Path(paths.metrics))
-    tracking.log_artifact(Path(paths.predictions))
+    record.artifacts([Path(paths.metrics), Path(paths.predictions)])
     images = plots.save_all(Path(paths.plots), history, matrix, x, y, proba)
-    tracking.log_artifacts(images, "plots")
+    record.artifacts(images, "plots")
     first = table.head(SHOWN)
     log.info("first %d test digits: predicted %s, true %s", SHOWN,
              first["predicted"].tolist(), first["actual"].tolist())
@@ -107,11 +107,11 @@ def main() -> None:
     cfg = config.load()
     paths = cfg.paths
     record = _read_run(Path(paths.run))
-    with tracking.start(cfg.tracking.experiment, run_id=record["run_id"]) as run_id:
+    with store.start(cfg.tracking.experiment, run_id=record["run_id"]) as run_id:
         net = model.load(Path(paths.model))
         run(paths, net, pd.read_csv(paths.history))
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id,
-             tracking.uri())
+             store.uri())
 
 
 if __name__ == "__main__":

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline import PipelineError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 
 class WriteError(PipelineError):
     """An output could not be written (disk full, a read-only folder, a file size limit)."""
@@ -31,12 +27,9 @@ def replacing(path: Path, suffix: str = ".tmp", mode: int | None = None) -> Iter
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(path)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                                    suffix=suffix)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = _create(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}",
+                      mode)
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK if mode is None else mode)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except OSError as err:
         kept = "the previous one is kept" if path.exists() else "nothing was written"
@@ -45,6 +38,15 @@ def replacing(path: Path, suffix: str = ".tmp", mode: int | None = None) -> Iter
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def _create(tmp: Path, mode: int | None) -> Path:
+    """Create `tmp`, new, with `mode` exactly, or what a plain open() would give it (0666
+    less the umask, which the kernel applies without our reading it)."""
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 if mode is None else mode))
+    if mode is not None:
+        os.chmod(tmp, mode)  # the umask may have taken bits that were asked for
+    return tmp
 
 
 def _remove_orphans(path: Path) -> None:

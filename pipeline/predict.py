@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline import PipelineError, cli, config, model, tracking
+from pipeline import PipelineError, cli, config, model
+from pipeline.tracking import registry
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,9 @@ def read(path: Path) -> list[tuple[str, np.ndarray]]:
 def load(spec: str):  # noqa: ANN201 - a keras.Model
     """The model from a path, a `models:/` or `runs:/` URI, or a bare run id."""
     if _RUN_ID.fullmatch(spec):
-        spec = f"runs:/{spec}/{tracking.MODEL_NAME}"
+        spec = f"runs:/{spec}/{registry.MODEL_NAME}"
     if spec.startswith(("models:/", "runs:/")):
-        return tracking.load_model(spec)
+        return registry.load_model(spec)
     return model.load(Path(spec))
 
 
@@ -138,8 +139,8 @@ def _default_model() -> str:
     try:
         name = config.load().tracking.registered_model
     except config.ConfigError:  # not in the project folder: the default name
-        name = config.TrackingConfig().registered_model
-    return f"models:/{name}@{tracking.CHAMPION}"
+        name = config.defaults().tracking.registered_model
+    return f"models:/{name}@{registry.CHAMPION}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, config, tracking
+from pipeline import cli, config
+from pipeline.tracking import store, sweeps
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,9 @@ def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
 def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
     """Build a sweep's report from MLflow, write it to `output` (default: the sweep's folder),
     put it on the parent run and tag the best child; return the table."""
-    tags, runs = tracking.sweep_runs(parent_id)
+    tags, runs = sweeps.children(parent_id)
     if runs.empty:
-        raise tracking.TrackingError(f"sweep run {parent_id} has no jobs in {tracking.uri()}")
+        raise store.TrackingError(f"sweep run {parent_id} has no jobs in {store.uri()}")
     rows = table(runs)
     chosen = best(rows)
     output = output or Path(tags.get("sweep_dir") or f"reports/sweep-{parent_id}")
@@ -134,7 +135,7 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
     if chosen is not None:
         metrics |= {"best_val_accuracy": float(chosen["val_accuracy"]),
                     "best_test_accuracy": float(chosen["test_accuracy"])}
-    tracking.publish_sweep(parent_id, None if chosen is None else str(chosen["run_id"]),
+    sweeps.publish(parent_id, None if chosen is None else str(chosen["run_id"]),
                            metrics, [output / CSV, output / MARKDOWN, output / PLOT], text)
     log.info("sweep report in %s and on MLflow run %s:\n%s", output, parent_id, text)
     return rows
@@ -144,10 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parent", nargs="?", help="the sweep's parent run id (default: newest)")
-    parser.add_argument("--experiment", default=config.TrackingConfig().experiment)
+    parser.add_argument("--experiment", help="default: tracking.experiment in conf/")
     parser.add_argument("--output", type=Path, help="folder for the report files")
     args = parser.parse_args(argv)
-    publish(args.parent or tracking.latest_sweep(args.experiment), args.output)
+    experiment = args.experiment or config.defaults().tracking.experiment
+    publish(args.parent or sweeps.latest(experiment), args.output)
 
 
 if __name__ == "__main__":

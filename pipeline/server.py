@@ -35,7 +35,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import PipelineError, Stopped, cli, files, tracking
+from pipeline import PipelineError, Stopped, cli, files
+from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +209,9 @@ def _auth_config(data: Path, db: Postgres) -> Path:
     return config
 
 
-def command(args: argparse.Namespace, store: str) -> list[str]:
+def command(args: argparse.Namespace, backend: str) -> list[str]:
     """The `mlflow server` command line (no secrets in it: those go in the environment)."""
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
            "--artifacts-destination", args.artifacts, "--serve-artifacts",
            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     if args.auth:
@@ -233,12 +234,12 @@ def serve(args: argparse.Namespace) -> None:
     db = Postgres(data / "postgres")
     db.create()
     env = dict(os.environ)
-    with db.running() as store:
+    with db.running() as backend:
         db.ensure("mlflow")
         if args.auth:
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(_auth_config(data, db))
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = _secret(data / "secret-key")
-        server = subprocess.Popen(command(args, store), env=env, start_new_session=True)
+        server = subprocess.Popen(command(args, backend), env=env, start_new_session=True)
         log.info("MLflow server on http://%s:%d with the database %s and artifacts in %s; "
                  "clients: export MLFLOW_TRACKING_URI=http://%s:%d (Ctrl-C stops it)",
                  args.host, args.port, db.pgdata, args.artifacts, args.host, args.port)
@@ -248,12 +249,12 @@ def serve(args: argparse.Namespace) -> None:
             code = 0
             log.info("stopping the MLflow server")
         finally:
-            stop_group(server)
+            _stop_group(server)
     if code != 0:
         raise PipelineError(f"the MLflow server exited with {code} (its messages are above)")
 
 
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+def _stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
     """SIGTERM to a process started in a session of its own and to its group (the MLflow
     server and its workers), SIGKILL if it is still there after `grace` seconds."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
@@ -267,7 +268,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=tracking.project_root() / "server",
+    parser.add_argument("--data", type=Path, default=store.project_root() / "server",
                         help="where the database and artifacts live (default: ./server)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import subprocess
 import sys
@@ -34,11 +33,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, Stopped, cli, config, files, preprocess, report, tracking
+from pipeline import PipelineError, Stopped, cli, config, preprocess, report
+from pipeline.tracking import store, sweeps
+from pipeline.tracking.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
-RECORD = "sweep.json"  # in the sweep's folder: its parent run, for the jobs to find
 JOB_OUTPUTS = ("model", "run", "history", "metrics", "predictions", "plots")  # written per job
 
 
@@ -87,24 +87,21 @@ def _open(hydra_config: DictConfig) -> None:
     given, swept = _overrides(hydra_config.hydra)
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
-    parent = tracking.open_sweep(base.tracking.experiment, name, given,
-                                   {"sweep_dir": str(folder)})
-    record = {"parent_run_id": parent, "experiment": base.tracking.experiment, "swept": swept}
-    files.write_text(folder / RECORD, json.dumps(record, indent=2) + "\n")
+    sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
     log.info("sweep over %s: parent MLflow run %s, job folders in %s",
-             ", ".join(swept) or "nothing", parent, folder)
+             ", ".join(swept) or "nothing", sweep.parent_run_id, folder)
 
 
 def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
-    parent = json.loads((folder / RECORD).read_text())["parent_run_id"]
+    parent = Sweep.read(folder).parent_run_id
     try:
         rows = report.publish(parent, folder)
     except Exception:
-        tracking.end_sweep(parent, "FAILED")  # never left RUNNING
+        sweeps.end(parent, "FAILED")  # never left RUNNING
         raise
     failed = report.failed(rows)
-    tracking.end_sweep(parent, "FAILED" if failed else "FINISHED")
+    sweeps.end(parent, "FAILED" if failed else "FINISHED")
     if failed:
         raise PipelineError(f"{failed} of {len(rows)} jobs failed: their errors are above, in "
                             f"{folder}/<job>/sweep.log and on their FAILED runs in MLflow")
@@ -136,18 +133,18 @@ class SweepCallback(Callback):
         _or_exit(_close, config)
 
 
-def _job(raw: DictConfig, sweep: dict | None) -> float | None:
+def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
     from pipeline import evaluate, train  # TensorFlow (4 s) only once a job runs
 
     node = HydraConfig.get()
     out = Path(node.runtime.output_dir)
     overrides = list(node.overrides.task)
-    swept = sweep["swept"] if sweep else []
+    swept = sweep.swept if sweep else []
     name = " ".join(o for o in overrides if o.partition("=")[0] in swept) or None
-    experiment = sweep["experiment"] if sweep else str(raw.tracking.experiment)
+    experiment = sweep.experiment if sweep else str(raw.tracking.experiment)
     tags = {"hydra_output_dir": str(out), "hydra_overrides": " ".join(overrides)}
-    parent = sweep["parent_run_id"] if sweep else None
-    with tracking.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
+    parent = sweep.parent_run_id if sweep else None
+    with store.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
         # Validated inside the run: a job with a bad value is a FAILED run of the sweep.
         cfg = config.validate(OmegaConf.to_container(raw, resolve=True),
                               f"conf/ with {' '.join(overrides) or 'no overrides'}")
@@ -163,13 +160,14 @@ def _job(raw: DictConfig, sweep: dict | None) -> float | None:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(raw: DictConfig) -> float | None:
     """One job: its validation accuracy is the objective, for sweepers that optimise."""
+    cli.environment()  # here, not only in __main__: a Ray or SLURM worker runs just this
     node = HydraConfig.get()
     sweep = None
     try:
         # Where the sweep was started: a Ray worker starts jobs in a folder of its own.
         with contextlib.chdir(node.runtime.cwd):
             if node.mode == RunMode.MULTIRUN:
-                sweep = json.loads((Path(node.sweep.dir) / RECORD).read_text())
+                sweep = Sweep.read(Path(node.sweep.dir))
             return _job(raw, sweep)
     except Exception as err:
         if isinstance(err, PipelineError):
@@ -182,9 +180,9 @@ def main(raw: DictConfig) -> float | None:
 
 
 def _stopped(err: BaseException) -> None:
-    """Ctrl-C or SIGTERM: the running job's run is KILLED already (`tracking.start`); the
+    """Ctrl-C or SIGTERM: the running job's run is KILLED already (`store.start`); the
     sweep's parent run is KILLED too, never left RUNNING."""
-    tracking.end_open_sweeps(tracking.KILLED)
+    sweeps.end_own(store.KILLED)
     by, status = cli.stopped_by(err)
     log.error("sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
               "done so far keep their runs", by)
@@ -192,6 +190,7 @@ def _stopped(err: BaseException) -> None:
 
 
 if __name__ == "__main__":
+    cli.environment()
     cli.handle_stops()
     try:
         main()

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, cli, config, files, model, preprocess, tracking
+from pipeline import PipelineError, cli, config, files, model, preprocess
+from pipeline.tracking import record, registry, store
 
 log = logging.getLogger(__name__)
 
@@ -101,41 +102,41 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     prepared = Path(paths.prepared)
     x, y = preprocess.load_split(prepared, "train")
     meta = preprocess.read_meta(prepared)
-    tracking.log_config(cfg)
-    tracking.log_data(x, y, meta, source=str(prepared), context="training")
+    record.configuration(cfg)
+    record.data(x, y, meta, source=str(prepared), context="training")
     log.info("training %d epochs of batch %d on %d samples", cfg.train.epochs,
              cfg.train.batch_size, len(x))
-    net, history = train(cfg, x, y, on_epoch=tracking.log_epoch)
+    net, history = train(cfg, x, y, on_epoch=record.epoch)
     with files.replacing(Path(paths.model), suffix=".keras") as tmp:
         net.save(tmp)
     files.write_text(Path(paths.history), history.to_csv(index=False))
-    tracking.log_artifact(Path(paths.history))
-    model_uri = tracking.log_model(net)
+    record.artifacts([Path(paths.history)])
+    model_uri = registry.log_model(net)
     final = history.iloc[-1]
     val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
     log.info("final training accuracy %.2f%%%s", 100 * final["accuracy"],
              "" if val_accuracy is None else f", validation {100 * val_accuracy:.2f}%")
     name = cfg.tracking.registered_model
-    version, champion = tracking.register(name, model_uri, val_accuracy)
+    version, champion = registry.register(name, model_uri, val_accuracy)
     if champion:
-        verdict = f"now @{tracking.CHAMPION}"
+        verdict = f"now @{registry.CHAMPION}"
     elif val_accuracy is None:
         verdict = "no validation accuracy, so never the champion"
     else:
-        verdict = f"@{tracking.CHAMPION} stays on a version with higher validation accuracy"
+        verdict = f"@{registry.CHAMPION} stays on a version with higher validation accuracy"
     log.info("registered as %s version %d: %s", name, version, verdict)
     return net, history, model_uri
 
 
 def write_record(path: Path, run_id: str, model_uri: str) -> None:
     """The run's id and model URI, for evaluate (and people) to find the run from the files."""
-    record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": tracking.uri()}
+    record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": store.uri()}
     files.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def main() -> None:
     cfg = config.load()
-    with tracking.start(cfg.tracking.experiment) as run_id:
+    with store.start(cfg.tracking.experiment) as run_id:
         log.info("MLflow run %s", run_id)
         _, _, model_uri = run(cfg, cfg.paths)
         write_record(Path(cfg.paths.run), run_id, model_uri)

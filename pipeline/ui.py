@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 
-from pipeline import PipelineError, cli, tracking
+from pipeline import PipelineError, cli
+from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,11 @@ HOST = "127.0.0.1"
 
 
 def command(port: int) -> list[str]:
-    store = tracking.uri()
-    if store.startswith(("http://", "https://", "databricks")):
-        raise PipelineError(f"MLFLOW_TRACKING_URI is a server ({store}): open it in a browser "
+    uri = store.uri()
+    if uri.startswith(("http://", "https://", "databricks")):
+        raise PipelineError(f"MLFLOW_TRACKING_URI is a server ({uri}): open it in a browser "
                             "instead, or unset it to browse this project's own store")
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
             "--host", HOST, "--port", str(port), "--workers", "1"]
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     server = command(args.port)
-    log.info("MLflow UI for %s on http://%s:%d (Ctrl-C stops it)", tracking.uri(), HOST,
+    log.info("MLflow UI for %s on http://%s:%d (Ctrl-C stops it)", store.uri(), HOST,
              args.port)
     os.execv(server[0], server)
 

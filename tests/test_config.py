@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline import config
-from pipeline.config import Config, ConfigError, Loss, Optimizer
+from pipeline.config import ConfigError, Loss, Optimizer
 
 from .conftest import ROOT
 
@@ -113,9 +113,9 @@ def test_config_check_refuses_a_key_no_stage_reads(tmp_path, capsys):
 
 
 def test_flatten_gives_every_leaf_as_a_dotted_param():
-    flat = config.flatten(Config())
+    flat = config.flatten(config.defaults())
     assert flat["train.epochs"] == 5 and flat["train.optimizer"] == "rmsprop"
-    assert flat["data.fingerprint"] == Config().data.fingerprint
+    assert flat["data.fingerprint"] == config.defaults().data.fingerprint
     assert not any(isinstance(value, dict) for value in flat.values())
 
 
@@ -131,3 +131,34 @@ def test_dvc_yaml_params_exist_in_the_config():
             for part in param.split("."):
                 assert part in node, f"stage {name} lists param {param}, not in conf/"
                 node = node[part]
+
+
+def test_the_schema_holds_no_values_only_types_and_bounds():
+    """conf/ is the one place a value is written: a default in the schema would be a second."""
+    import dataclasses
+
+    from omegaconf import MISSING
+
+    for section in dataclasses.fields(config.Config):
+        assert section.default is MISSING, section.name
+        for item in dataclasses.fields(config.defaults().__dict__[section.name]):
+            assert item.default is MISSING, f"{section.name}.{item.name} has a default here"
+
+
+def test_a_key_missing_from_params_yaml_is_named(tmp_path):
+    params = tmp_path / "params.yaml"
+    plain = config.compose()
+    del plain["train"]["seed"]
+    params.write_text(yaml.safe_dump(plain))
+    with pytest.raises(ConfigError, match=r"train\.seed is missing \(for example train\.seed=42\); regenerate"):
+        config.load(params)
+
+
+def test_a_range_error_takes_its_example_from_conf(tmp_path):
+    """The example is conf/'s own value, whatever params.yaml holds."""
+    params = tmp_path / "params.yaml"
+    plain = config.compose(["model.hidden_units=64"])
+    plain["model"]["hidden_units"] = 0
+    params.write_text(yaml.safe_dump(plain))
+    with pytest.raises(ConfigError, match=r"got 0 \(for example model\.hidden_units=512\)"):
+        config.load(params)

@@ -12,20 +12,20 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipeline import config, tracking, train
-from pipeline.config import Config
+from pipeline import config, train
+from pipeline.tracking import record, registry, store, sweeps
 
 from .conftest import ROOT
 
 
 def _run(run_id: str):
-    return MlflowClient(tracking.uri()).get_run(run_id)
+    return MlflowClient(store.uri()).get_run(run_id)
 
 
 def test_store_is_the_project_sqlite_file_with_artifacts_beside_it(tmp_path):
-    with tracking.start("exp") as run_id:
-        tracking.log_dict({"a": 1}, "a.json")
-    assert tracking.uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with store.start("exp") as run_id:
+        record.document({"a": 1}, "a.json")
+    assert store.uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert (tmp_path / "mlflow.db").is_file()
     assert _run(run_id).info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
     assert list((tmp_path / "mlartifacts").rglob("a.json"))
@@ -33,12 +33,12 @@ def test_store_is_the_project_sqlite_file_with_artifacts_beside_it(tmp_path):
 
 def test_tracking_uri_env_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
-    assert tracking.uri() == f"sqlite:///{tmp_path}/other.db"
+    assert store.uri() == f"sqlite:///{tmp_path}/other.db"
 
 
 def test_a_run_that_raises_is_failed_with_the_reason():
     with pytest.raises(RuntimeError, match="loss is nan"):
-        with tracking.start("exp") as run_id:
+        with store.start("exp") as run_id:
             raise RuntimeError("loss is nan")
     run = _run(run_id)
     assert run.info.status == "FAILED"
@@ -46,35 +46,35 @@ def test_a_run_that_raises_is_failed_with_the_reason():
 
 
 def test_evaluate_adds_to_the_run_train_opened():
-    with tracking.start("exp") as run_id:
+    with store.start("exp") as run_id:
         for epoch in (1, 2, 3):
-            tracking.log_epoch(epoch, {"accuracy": epoch / 10})
-    with tracking.start("exp", run_id=run_id) as resumed:
-        tracking.log_metrics({"test_accuracy": 0.97})
+            record.epoch(epoch, {"accuracy": epoch / 10})
+    with store.start("exp", run_id=run_id) as resumed:
+        record.metrics({"test_accuracy": 0.97})
     assert resumed == run_id
     run = _run(run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == 0.97
-    history = MlflowClient(tracking.uri()).get_metric_history(run_id, "accuracy")
+    history = MlflowClient(store.uri()).get_metric_history(run_id, "accuracy")
     assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2), (3, 0.3)]
 
 
 def test_an_inherited_mlflow_run_id_never_resumes_that_run(monkeypatch):
-    with tracking.start("exp") as first:
+    with store.start("exp") as first:
         pass
     monkeypatch.setenv("MLFLOW_RUN_ID", first)
-    with tracking.start("exp") as second:
+    with store.start("exp") as second:
         pass
     assert second != first
 
 
 def test_resuming_an_unknown_run_names_the_store_and_the_fix():
-    with tracking.start("exp"):
+    with store.start("exp"):
         pass
-    with pytest.raises(tracking.TrackingError) as caught:
-        with tracking.start("exp", run_id="0" * 32):
+    with pytest.raises(store.TrackingError) as caught:
+        with store.start("exp", run_id="0" * 32):
             pass
     message = str(caught.value)
-    assert "0" * 32 in message and tracking.uri() in message and "dvc repro -f train" in message
+    assert "0" * 32 in message and store.uri() in message and "dvc repro -f train" in message
 
 
 def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
@@ -84,9 +84,9 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-owls")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
-    cfg = Config()
-    with tracking.start("exp") as run_id:
-        tracking.log_config(cfg)
+    cfg = config.defaults()
+    with store.start("exp") as run_id:
+        record.configuration(cfg)
     run = _run(run_id)
     assert run.data.params == {k: str(v) for k, v in config.flatten(cfg).items()}
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -95,8 +95,8 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
     assert run.data.tags["git_dirty"] == "False"
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     subprocess.run(["git", "add", "dvc.yaml"], check=True)
-    with tracking.start("exp") as dirty_id:
-        tracking.log_config(cfg)
+    with store.start("exp") as dirty_id:
+        record.configuration(cfg)
     assert _run(dirty_id).data.tags["git_dirty"] == "True"
     assert run.data.tags["dvc_exp_name"] == "brisk-owls"
     assert run.data.tags["dvc_exp_baseline_rev"] == "abc123"
@@ -106,8 +106,8 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
 
 def test_dataset_is_a_run_input_with_digest_and_fingerprint(tiny_data):
     x, y = tiny_data
-    with tracking.start("exp") as run_id:
-        tracking.log_data(x, y, {"fingerprint": "f" * 64}, source="data/prepared",
+    with store.start("exp") as run_id:
+        record.data(x, y, {"fingerprint": "f" * 64}, source="data/prepared",
                           context="training")
     run = _run(run_id)
     (entry,) = run.inputs.dataset_inputs
@@ -120,8 +120,8 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
     from pipeline import model
 
     net = model.build(tiny_cfg.model, tiny_cfg.train)
-    with tracking.start("exp"):
-        uri = tracking.log_model(net)
+    with store.start("exp"):
+        uri = registry.log_model(net)
     loaded = mlflow.keras.load_model(uri)
     x = tiny_data[0][:4]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0))
@@ -135,17 +135,17 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
 
 def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
     """Four processes open the store at once, as `dvc queue start -j 4` does on a fresh clone."""
-    script = ("from pipeline import tracking\n"
-              "with tracking.start('exp'):\n"
-              "    tracking.log_metrics({'test_accuracy': 0.9})\n")
+    script = ("from pipeline.tracking import record, store\n"
+              "with store.start('exp'):\n"
+              "    record.metrics({'test_accuracy': 0.9})\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["DVC_ROOT"] = str(tmp_path)
     jobs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
     errors = [job.communicate(timeout=120)[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0] * 4, errors
-    runs = MlflowClient(tracking.uri()).search_runs(
-        [MlflowClient(tracking.uri()).get_experiment_by_name("exp").experiment_id])
+    runs = MlflowClient(store.uri()).search_runs(
+        [MlflowClient(store.uri()).get_experiment_by_name("exp").experiment_id])
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
 
 
@@ -153,10 +153,34 @@ def test_champion_alias_moves_only_to_a_better_validation_accuracy(tiny_cfg, tin
     net, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
     registered, runs = [], []
     for val_accuracy in (0.90, 0.95, 0.93, None):
-        with tracking.start("exp") as run_id:
-            registered.append(tracking.register("digits", tracking.log_model(net), val_accuracy))
+        with store.start("exp") as run_id:
+            registered.append(registry.register("digits", registry.log_model(net), val_accuracy))
         runs.append(run_id)
     assert registered == [(1, True), (2, True), (3, False), (4, False)]
-    champion = MlflowClient(tracking.uri()).get_model_version_by_alias("digits",
-                                                                       tracking.CHAMPION)
+    champion = MlflowClient(store.uri()).get_model_version_by_alias("digits",
+                                                                       registry.CHAMPION)
     assert int(champion.version) == 2 and champion.run_id == runs[1]
+
+
+def test_a_sweep_is_a_parent_run_and_a_record_its_jobs_read(tmp_path):
+    folder = tmp_path / "multirun" / "x"
+    sweep = sweeps.open_sweep("exp", "sweep train.epochs=1,2", {"train.epochs": "1,2"},
+                              ["train.epochs"], folder)
+    assert sweeps.Sweep.read(folder) == sweep
+    assert (sweep.experiment, sweep.swept) == ("exp", ["train.epochs"])
+    parent = _run(sweep.parent_run_id)
+    assert parent.info.status == "RUNNING" and parent.info.run_name == "sweep train.epochs=1,2"
+    assert parent.data.tags[sweeps.SWEEP_TAG] == "parent"
+    assert parent.data.tags["sweep_dir"] == str(folder)
+    assert parent.data.params == {"train.epochs": "1,2"}
+    assert sweeps.latest("exp") == sweep.parent_run_id
+
+
+def test_a_stopped_sweep_ends_its_own_parent_runs_and_no_one_elses(tmp_path):
+    mine = sweeps.open_sweep("exp", "mine", {}, [], tmp_path / "mine").parent_run_id
+    client = store.connect()
+    other = client.create_run(client.get_experiment_by_name("exp").experiment_id, tags={
+        sweeps.SWEEP_TAG: "parent", **store.owner(), "pipeline.pid": "1"}).info.run_id
+    assert sweeps.end_own(store.KILLED) == [mine]
+    assert _run(mine).info.status == "KILLED"
+    assert _run(other).info.status == "RUNNING"

@@ -1,0 +1,124 @@
+"""A sweep's parent run: opened before its first job, read by every job through the sweep's
+record (`sweep.json` in the sweep's folder), given the report and ended after the last.
+
+The parent run is made with the client, never made active: its jobs open their own runs under
+it, in this process (Hydra's basic launcher) or in others (joblib, Ray, SLURM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.utils.time import get_current_time_millis
+
+from pipeline import files
+from pipeline.tracking import store
+
+RECORD = "sweep.json"
+SWEEP_TAG = "sweep"  # "parent" on a sweep's parent run
+BEST_TAG = "best_in_sweep"  # "true" on the child with the highest validation accuracy
+MAX_NOTE = 8000  # MLflow refuses longer descriptions
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep's jobs need to know of it, kept in `sweep.json` in the sweep's folder."""
+
+    parent_run_id: str
+    experiment: str
+    swept: list[str]  # the keys that take several values
+
+    def write(self, folder: Path) -> None:
+        files.write_text(folder / RECORD, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> Sweep:
+        return cls(**json.loads((folder / RECORD).read_text()))
+
+
+def open_sweep(experiment: str, name: str, params: dict[str, str], swept: list[str],
+               folder: Path) -> Sweep:
+    """Create the store (once, before any job fans out) and a sweep's parent run; write its
+    record into `folder` and return it."""
+    try:
+        with store.lock():
+            client = store.connect()
+            found = store.experiment_id(client, experiment)
+            store.end_orphans(client, found)
+            parent = client.create_run(found, run_name=name[:250], tags={
+                SWEEP_TAG: "parent", "sweep_dir": str(folder), **store.owner()})
+        client.log_batch(parent.info.run_id, params=[
+            Param(key, str(value)[:store.MAX_TAG]) for key, value in params.items()])
+    except MlflowException as err:
+        raise store.TrackingError(f"cannot open a sweep run in experiment {experiment!r} in "
+                                  f"the MLflow store {store.uri()}: {err.message}") from None
+    sweep = Sweep(parent.info.run_id, experiment, swept)
+    sweep.write(folder)
+    return sweep
+
+
+def latest(experiment: str) -> str:
+    """The id of the newest sweep parent run in `experiment`."""
+    store.connect()
+    found = mlflow.search_runs(experiment_names=[experiment], max_results=1,
+                               filter_string=f"tags.{SWEEP_TAG} = 'parent'",
+                               order_by=["attributes.start_time DESC"])
+    if found.empty:
+        raise store.TrackingError(f"no sweep in experiment {experiment!r} of {store.uri()}: "
+                                  "run one with `python -m pipeline.sweep -m train.epochs=5,10`")
+    return str(found["run_id"].iloc[0])
+
+
+def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
+    """A sweep parent's tags, and its child runs as `mlflow.search_runs` lists them."""
+    client = store.connect()
+    try:
+        parent = client.get_run(parent_id)
+    except MlflowException as err:
+        raise store.TrackingError(f"no run {parent_id} in {store.uri()}: {err.message}") from None
+    runs = mlflow.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              order_by=["attributes.start_time ASC"])
+    return parent.data.tags, runs
+
+
+def publish(parent_id: str, best_id: str | None, metrics: dict[str, float],
+            artifacts: list[Path], note: str) -> None:
+    """Put a sweep's report on its parent run (the note is the run's description in the UI)
+    and tag the best child."""
+    client = store.connect()
+    if best_id:
+        client.set_tag(best_id, BEST_TAG, "true")
+        client.set_tag(parent_id, "best_run_id", best_id)
+    client.log_batch(parent_id, metrics=[Metric(key, value, get_current_time_millis(), 0)
+                                         for key, value in metrics.items()])
+    client.set_tag(parent_id, "mlflow.note.content", note[:MAX_NOTE])
+    for path in artifacts:
+        client.log_artifact(parent_id, str(path))
+
+
+def end(parent_id: str, status: str) -> None:
+    """End a sweep's parent run FINISHED, FAILED or KILLED."""
+    store.connect().set_terminated(parent_id, status)
+
+
+def end_own(status: str) -> list[str]:
+    """End with `status` the sweeps this process opened and has not ended (it is being
+    stopped), found in the store by their owner tags; return their ids."""
+    client = store.connect()
+    owner = store.owner()
+    mine = " and ".join(f"tags.`{key}` = '{value}'" for key, value in owner.items()
+                        if key != "pipeline.ray_node")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    running = client.search_runs(experiments, f"attributes.status = 'RUNNING' and "
+                                 f"tags.{SWEEP_TAG} = 'parent' and {mine}")
+    for run in running:
+        end(run.info.run_id, status)
+    return [run.info.run_id for run in running]
