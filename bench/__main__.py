@@ -60,16 +60,24 @@ def matmul_gflops(size: int = 4096, reps: int = 5) -> float:
 
 # Started from a fresh, small interpreter: a child forked from this process would count this
 # process's memory (TensorFlow included) in its own peak.
-_PEAK = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
-         "_, status, usage = os.wait4(p.pid, 0); print(f'PEAK_KIB {usage.ru_maxrss}'); "
-         "sys.exit(os.waitstatus_to_exitcode(status))")
+_PEAK = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
+    "_, status, usage = os.wait4(p.pid, 0); print(f'PEAK_KIB {usage.ru_maxrss}'); "
+    "sys.exit(os.waitstatus_to_exitcode(status))"
+)
 
 
 def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
     """Wall seconds, peak resident MiB (of that process alone) and output of a command."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-S", "-c", _PEAK, *command], cwd=cwd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _PEAK, *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     wall = time.perf_counter() - started
     output, _, peak = done.stdout.rpartition("PEAK_KIB ")
     if done.returncode:
@@ -107,8 +115,11 @@ def training_speed(project: Project, reps: int) -> dict:
 
     def summary(runs: list[dict]) -> dict:
         epoch = _median([t for run in runs for t in run["epoch_s"][1:]])
-        return {"epoch_s": epoch, "samples_per_s": runs[0]["train_samples"] / epoch,
-                "test_accuracy": [run["test_accuracy"] for run in runs]}
+        return {
+            "epoch_s": epoch,
+            "samples_per_s": runs[0]["train_samples"] / epoch,
+            "test_accuracy": [run["test_accuracy"] for run in runs],
+        }
 
     return {"notebook": summary(notebook), "pipeline": summary(pipeline)}
 
@@ -127,15 +138,22 @@ def pipeline_overhead(project: Project, reps: int) -> dict:
         single.append(project.python("-m", "pipeline.sweep", "hydra.run.dir=outputs/bench")[0])
         keras.append(project.python("-c", "import keras")[0])
     metrics = json.loads((project.path / "reports/metrics.json").read_text())
-    return {"repro_train_evaluate_s": _median(repro), "notebook_script_s": _median(script),
-            "noop_repro_s": _median(noop), "repro_test_accuracy": metrics["test_accuracy"],
-            "one_process_s": _median(single), "import_keras_s": _median(keras)}
+    return {
+        "repro_train_evaluate_s": _median(repro),
+        "notebook_script_s": _median(script),
+        "noop_repro_s": _median(noop),
+        "repro_test_accuracy": metrics["test_accuracy"],
+        "one_process_s": _median(single),
+        "import_keras_s": _median(keras),
+    }
 
 
 def memory(project: Project) -> dict:
     """Peak resident memory (MiB) of each stage, run as DVC runs it, and of the notebook."""
-    peaks = {stage: project.python("-m", f"pipeline.{stage}")[1]
-             for stage in ("download", "preprocess", "train", "evaluate")}
+    peaks = {
+        stage: project.python("-m", f"pipeline.{stage}")[1]
+        for stage in ("download", "preprocess", "train", "evaluate")
+    }
     peaks["notebook"] = project.python(str(NOTEBOOK), str(project.path / "data/raw/mnist.npz"))[1]
     return peaks
 
@@ -143,31 +161,60 @@ def memory(project: Project) -> dict:
 def sweep_overhead(project: Project, jobs: int) -> dict:
     """An N-job Hydra multirun of 1-epoch trainings against a 1-job one: the cost each extra
     job adds beyond its own training (TensorFlow and MLflow start-up cancel out)."""
+
     def sweep(seeds: str, folder: str) -> tuple[float, list[float]]:
-        wall = project.python("-m", "pipeline.sweep", "-m", "train.epochs=1",
-                              f"train.seed={seeds}", f"hydra.sweep.dir={folder}")[0]
-        trained = [pd.read_csv(h)["epoch_time_s"].sum()
-                   for h in sorted((project.path / folder).glob("*/history.csv"))]
+        wall = project.python(
+            "-m",
+            "pipeline.sweep",
+            "-m",
+            "train.epochs=1",
+            f"train.seed={seeds}",
+            f"hydra.sweep.dir={folder}",
+        )[0]
+        trained = [
+            pd.read_csv(h)["epoch_time_s"].sum()
+            for h in sorted((project.path / folder).glob("*/history.csv"))
+        ]
         return wall, trained
 
     one, _ = sweep("1", "multirun/bench-1")
     many, trained = sweep(",".join(str(s) for s in range(1, jobs + 1)), "multirun/bench-n")
     per_job = (many - one) / (jobs - 1)
-    return {"jobs": jobs, "sweep_1_s": one, "sweep_n_s": many, "per_job_s": per_job,
-            "training_per_job_s": _median(trained),
-            "overhead_per_job_s": per_job - _median(trained)}
+    return {
+        "jobs": jobs,
+        "sweep_1_s": one,
+        "sweep_n_s": many,
+        "per_job_s": per_job,
+        "training_per_job_s": _median(trained),
+        "overhead_per_job_s": per_job - _median(trained),
+    }
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text()
-                      .splitlines() if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            **{name: metadata.version(name) for name in
-               ("tensorflow", "keras", "mlflow", "dvc", "hydra-core", "numpy")}}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **{
+            name: metadata.version(name)
+            for name in ("tensorflow", "keras", "mlflow", "dvc", "hydra-core", "numpy")
+        },
+    }
 
 
 def targets(results: dict) -> list[tuple[str, str, str, bool]]:
@@ -183,57 +230,87 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
     mem = peaks[worst] / peaks["notebook"]
     return [
         ("training s/epoch, pipeline / notebook", f"{ratio:.2f}x", "<= 0.70x", ratio <= 0.7),
-        ("test accuracy of the timed trainings",
-         ", ".join(f"{100 * a:.2f}%" for a in accuracies), "97.4-98.2%",
-         all(0.974 <= a <= 0.982 for a in accuracies)),
+        (
+            "test accuracy of the timed trainings",
+            ", ".join(f"{100 * a:.2f}%" for a in accuracies),
+            "97.4-98.2%",
+            all(0.974 <= a <= 0.982 for a in accuracies),
+        ),
         ("training s/epoch / compute floor", f"{to_floor:.2f}x", "<= 1.5x", to_floor <= 1.5),
-        ("dvc repro train+evaluate / notebook script", f"{repro:.2f}x", "<= 1.25x",
-         repro <= 1.25),
-        ("no-op dvc repro", f"{overhead['noop_repro_s']:.2f} s", "<= 1.5 s",
-         overhead["noop_repro_s"] <= 1.5),
-        ("sweep: cost per extra job beyond training", f"{sweep['overhead_per_job_s']:.2f} s",
-         "<= 1 s", sweep["overhead_per_job_s"] <= 1),
+        ("dvc repro train+evaluate / notebook script", f"{repro:.2f}x", "<= 1.25x", repro <= 1.25),
+        (
+            "no-op dvc repro",
+            f"{overhead['noop_repro_s']:.2f} s",
+            "<= 1.5 s",
+            overhead["noop_repro_s"] <= 1.5,
+        ),
+        (
+            "sweep: cost per extra job beyond training",
+            f"{sweep['overhead_per_job_s']:.2f} s",
+            "<= 1 s",
+            sweep["overhead_per_job_s"] <= 1,
+        ),
         (f"peak memory, worst stage ({worst}) / notebook", f"{mem:.2f}x", "<= 1.2x", mem <= 1.2),
     ]
 
 
 def markdown(results: dict) -> str:
+    lines = [
+        f"# Benchmark results ({results['date']})",
+        "",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+        f"{results['machine']['memory_gib']} GiB; Python {results['machine']['python']}, "
+        f"tensorflow {results['machine']['tensorflow']}, keras {results['machine']['keras']}"
+        f", mlflow {results['machine']['mlflow']}, dvc {results['machine']['dvc']}. "
+        f"Medians of {results['reps']} interleaved repetitions. `python -m bench` made it.",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {value} | {target} | {'yes' if met else '**no**'} |"
+        for name, value, target, met in targets(results)
+    ]
+    return "\n".join(lines + ["", *details(results)]) + "\n"
+
+
+def details(results: dict) -> list[str]:
+    """The figures behind the targets, as a markdown table."""
     speed, floor, overhead = results["training"], results["floor"], results["pipeline"]
-    lines = [f"# Benchmark results ({results['date']})", "",
-             f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
-             f"{results['machine']['memory_gib']} GiB; Python {results['machine']['python']}, "
-             f"tensorflow {results['machine']['tensorflow']}, keras {results['machine']['keras']}"
-             f", mlflow {results['machine']['mlflow']}, dvc {results['machine']['dvc']}. "
-             f"Medians of {results['reps']} interleaved repetitions. `python -m bench` made it.",
-             "", "| figure | measured | target | met |", "|---|---|---|---|"]
-    lines += [f"| {name} | {value} | {target} | {'yes' if met else '**no**'} |"
-              for name, value, target, met in targets(results)]
-    lines += ["", "| detail | value |", "|---|---|"]
+    lines = ["| detail | value |", "|---|---|"]
     for who in ("notebook", "pipeline"):
-        lines.append(f"| {who}: s/epoch, samples/s | {speed[who]['epoch_s']:.2f} s, "
-                     f"{speed[who]['samples_per_s']:,.0f} |")
-    lines += [f"| matrix-multiply peak | {floor['matmul_gflops']:.0f} GFLOP/s |",
-              f"| work per epoch (real / 3x rule) | {floor['gflop_real']:.0f} / "
-              f"{floor['gflop_rule_of_3']:.0f} GFLOP |",
-              f"| compute floor per epoch | {floor['floor_s']:.2f} s |",
-              f"| dvc repro train+evaluate / notebook script | "
-              f"{overhead['repro_train_evaluate_s']:.1f} s / "
-              f"{overhead['notebook_script_s']:.1f} s |",
-              f"| train+evaluate in one process (`python -m pipeline.sweep`) / notebook script "
-              f"| {overhead['one_process_s'] / overhead['notebook_script_s']:.2f}x "
-              f"({overhead['one_process_s']:.1f} s) |",
-              f"| `import keras` (paid by each TensorFlow process) | "
-              f"{overhead['import_keras_s']:.1f} s |",
-              f"| sweep of {results['sweep']['jobs']} jobs / of 1 job (1 epoch each) | "
-              f"{results['sweep']['sweep_n_s']:.1f} s / {results['sweep']['sweep_1_s']:.1f} s |",
-              "| peak memory (MiB) | " + ", ".join(
-                  f"{k} {v:.0f}" for k, v in results["memory"].items()) + " |"]
-    return "\n".join(lines) + "\n"
+        lines.append(
+            f"| {who}: s/epoch, samples/s | {speed[who]['epoch_s']:.2f} s, "
+            f"{speed[who]['samples_per_s']:,.0f} |"
+        )
+    lines += [
+        f"| matrix-multiply peak | {floor['matmul_gflops']:.0f} GFLOP/s |",
+        f"| work per epoch (real / 3x rule) | {floor['gflop_real']:.0f} / "
+        f"{floor['gflop_rule_of_3']:.0f} GFLOP |",
+        f"| compute floor per epoch | {floor['floor_s']:.2f} s |",
+        f"| dvc repro train+evaluate / notebook script | "
+        f"{overhead['repro_train_evaluate_s']:.1f} s / "
+        f"{overhead['notebook_script_s']:.1f} s |",
+        f"| train+evaluate in one process (`python -m pipeline.sweep`) / notebook script "
+        f"| {overhead['one_process_s'] / overhead['notebook_script_s']:.2f}x "
+        f"({overhead['one_process_s']:.1f} s) |",
+        f"| `import keras` (paid by each TensorFlow process) | "
+        f"{overhead['import_keras_s']:.1f} s |",
+        f"| sweep of {results['sweep']['jobs']} jobs / of 1 job (1 epoch each) | "
+        f"{results['sweep']['sweep_n_s']:.1f} s / {results['sweep']['sweep_1_s']:.1f} s |",
+        "| peak memory (MiB) | "
+        + ", ".join(f"{k} {v:.0f}" for k, v in results["memory"].items())
+        + " |",
+    ]
+    return lines
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=4, help="jobs in the sweep measured")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
@@ -241,14 +318,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         print("preparing a copy of the project and its data ...", file=sys.stderr)  # noqa: T201
         project = Project(Path(folder))
-        results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                   "reps": args.reps, "machine": machine()}
+        results = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "reps": args.reps,
+            "machine": machine(),
+        }
         results["training"] = training_speed(project, args.reps)
         work = flops_per_epoch(60000)
         peak = matmul_gflops()
-        results["floor"] = {"matmul_gflops": peak, "gflop_real": work["real"] / 1e9,
-                            "gflop_rule_of_3": work["rule_of_3"] / 1e9,
-                            "floor_s": work["real"] / 1e9 / peak}
+        results["floor"] = {
+            "matmul_gflops": peak,
+            "gflop_real": work["real"] / 1e9,
+            "gflop_rule_of_3": work["rule_of_3"] / 1e9,
+            "floor_s": work["real"] / 1e9 / peak,
+        }
         results["pipeline"] = pipeline_overhead(project, args.reps)
         results["memory"] = memory(project)
         results["sweep"] = sweep_overhead(project, args.jobs)

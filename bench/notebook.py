@@ -41,11 +41,20 @@ def run(npz: str, epochs: int = 5, batch_size: int = 128) -> dict:
     train_labels = keras.utils.to_categorical(train_labels)
     test_labels = keras.utils.to_categorical(test_labels)
     timer = EpochTimes()
-    model.fit(train_images, train_labels, epochs=epochs, batch_size=batch_size,
-              callbacks=[timer], verbose=0)
+    model.fit(
+        train_images,
+        train_labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=[timer],
+        verbose=0,
+    )
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)
-    return {"epoch_s": timer.times, "test_accuracy": float(test_acc),
-            "train_samples": len(train_images)}
+    return {
+        "epoch_s": timer.times,
+        "test_accuracy": float(test_acc),
+        "train_samples": len(train_images),
+    }
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ def run() -> dict:
     net, history = train.train(cfg, x, y, verbose=0)
     x_test, y_test = preprocess.load_split(prepared, "test")
     accuracy = float((net.predict(x_test, verbose=0).argmax(axis=1) == y_test).mean())
-    return {"epoch_s": history["epoch_time_s"].tolist(), "test_accuracy": accuracy,
-            "train_samples": int(len(x) * (1 - cfg.train.validation_split))}
+    return {
+        "epoch_s": history["epoch_time_s"].tolist(),
+        "test_accuracy": accuracy,
+        "train_samples": int(len(x) * (1 - cfg.train.validation_split)),
+    }
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ log = logging.getLogger("pipeline")
 # machine unasked: MLflow's usage telemetry is off (DVC's analytics are off in .dvc/config). A
 # tracking server that is down or stops answering fails a stage within about 10 s (refused)
 # or 90 s (no answer), not after MLflow's default of several minutes of retries.
-ENVIRONMENT = {"MLFLOW_DISABLE_TELEMETRY": "true",
-               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+ENVIRONMENT = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 def environment() -> None:
@@ -35,8 +37,12 @@ def setup() -> None:
     """What a stage's entry point does first, once: the environment defaults, log lines on
     stderr, and SIGTERM handled like Ctrl-C."""
     environment()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     handle_stops()
 
 
@@ -62,13 +68,18 @@ def stopped_by(err: KeyboardInterrupt | Stopped) -> tuple[str, int]:
     return ("Ctrl-C", 130) if isinstance(err, KeyboardInterrupt) else ("SIGTERM", 143)
 
 
-STOPPED_NOTE = ("nothing half-written was kept, and an MLflow run it had open is KILLED; "
-                "rerun it (a stage: `dvc repro`)")
+STOPPED_NOTE = (
+    "nothing half-written was kept, and an MLflow run it had open is KILLED; "
+    "rerun it (a stage: `dvc repro`)"
+)
 
 
 def _stop(signum: int, frame: object) -> None:
-    err = KeyboardInterrupt() if signum == signal.SIGINT else Stopped(
-        f"signal {signal.Signals(signum).name}")
+    err = (
+        KeyboardInterrupt()
+        if signum == signal.SIGINT
+        else Stopped(f"signal {signal.Signals(signum).name}")
+    )
     if _deferring:
         _pending.append(err)
         return

@@ -144,8 +144,10 @@ def check_bounds(node: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_bounds(value, f"{key}.")
         elif "bound" in item.metadata and not item.metadata["bound"].ok(value):
-            raise ConfigError(f"{key} must be {item.metadata['bound'].rule}, got {value!r} "
-                              f"(for example {key}={_default(key)})")
+            raise ConfigError(
+                f"{key} must be {item.metadata['bound'].rule}, got {value!r} "
+                f"(for example {key}={_default(key)})"
+            )
 
 
 def _default(key: str) -> Any:
@@ -166,21 +168,29 @@ def _known(section: str) -> list[str]:
 def validate(raw: Any, source: str) -> Config:
     """Check a plain mapping against the schema; raise ConfigError naming the bad key."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of config sections, got "
-                          f"{type(raw).__name__} (regenerate it: python -m pipeline.config)")
+        raise ConfigError(
+            f"{source}: expected a mapping of config sections, got "
+            f"{type(raw).__name__} (regenerate it: python -m pipeline.config)"
+        )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
         check_bounds(cfg)
     except ConfigKeyError as err:
-        parent = err.full_key.rpartition(".")[0]
-        raise ConfigError(f"{source}: unknown key {err.full_key!r}; known keys"
-                          f"{' under ' + parent if parent else ''}: "
-                          f"{', '.join(_known(parent))}") from None
+        key = str(err.full_key)
+        parent = key.rpartition(".")[0]
+        raise ConfigError(
+            f"{source}: unknown key {key!r}; known keys"
+            f"{' under ' + parent if parent else ''}: "
+            f"{', '.join(_known(parent))}"
+        ) from None
     except MissingMandatoryValue as err:
-        raise ConfigError(f"{source}: {err.full_key} is missing (for example "
-                          f"{err.full_key}={_default(err.full_key)}); regenerate the file from "
-                          "conf/ with `python -m pipeline.config`") from None
+        key = str(err.full_key)
+        raise ConfigError(
+            f"{source}: {key} is missing (for example {key}={_default(key)}); "
+            "regenerate the file from "
+            "conf/ with `python -m pipeline.config`"
+        ) from None
     except OmegaConfBaseException as err:
         problem = str(err.msg).splitlines()[0]
         raise ConfigError(f"{source}: {err.full_key}: {problem}") from None
@@ -195,11 +205,15 @@ def load(path: str | os.PathLike[str] = PARAMS_FILE) -> Config:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path} not found: run from the project root, or create it "
-                          "with `python -m pipeline.config`") from None
+        raise ConfigError(
+            f"{path} not found: run from the project root, or create it "
+            "with `python -m pipeline.config`"
+        ) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML ({err}); regenerate it from conf/ "
-                          "with `python -m pipeline.config`") from None
+        raise ConfigError(
+            f"{path} is not valid YAML ({err}); regenerate it from conf/ "
+            "with `python -m pipeline.config`"
+        ) from None
     return validate(raw, str(path))
 
 
@@ -230,9 +244,9 @@ def _composed(overrides: tuple[str, ...], conf_dir: Path = CONF_DIR) -> dict:
                 cfg = hydra_compose("config", overrides=list(overrides))
     except HydraException as err:
         raise ConfigError(f"cannot compose {conf_dir} with {list(overrides)}: {err}") from None
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)  # type: ignore[union-attr]
-    return plain  # type: ignore[return-value]
+    plain: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    plain.pop("hydra", None)
+    return plain
 
 
 def to_dict(cfg: Config) -> dict:
@@ -242,11 +256,14 @@ def to_dict(cfg: Config) -> dict:
 
 def flatten(cfg: Config) -> dict[str, Any]:
     """`{"train.epochs": 5, ...}`: the whole resolved config as flat params."""
+
     def walk(prefix: str, node: Any) -> dict[str, Any]:
         if isinstance(node, dict):
-            return {k: v for key, sub in node.items()
-                    for k, v in walk(f"{prefix}{key}.", sub).items()}
+            return {
+                k: v for key, sub in node.items() for k, v in walk(f"{prefix}{key}.", sub).items()
+            }
         return {prefix[:-1]: node}
+
     return walk("", to_dict(cfg))
 
 
@@ -258,11 +275,15 @@ def dump(plain: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.config",
-        description="Compose conf/ (with Hydra overrides) into params.yaml, or --check it.")
+        description="Compose conf/ (with Hydra overrides) into params.yaml, or --check it.",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.epochs=10")
     parser.add_argument("--output", default=PARAMS_FILE, type=Path)
-    parser.add_argument("--check", action="store_true",
-                        help="only validate the existing file (the check_params stage)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate the existing file (the check_params stage)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.check:

@@ -86,7 +86,8 @@ def verify(path: Path, sha256: str, expected_fingerprint: str, name: str | None 
         return "array fingerprint"
     raise DownloadError(
         f"{name or path} is not the expected MNIST file: sha256 expected {sha256}, got "
-        f"{actual}; array fingerprint expected {expected_fingerprint}, got {content}")
+        f"{actual}; array fingerprint expected {expected_fingerprint}, got {content}"
+    )
 
 
 def _retryable(err: Exception) -> bool:
@@ -107,8 +108,15 @@ def _stream(url: str, dest: Path, timeout: float) -> None:
                 next_report += 0.1
 
 
-def fetch(url: str, dest: Path, *, attempts: int = ATTEMPTS, backoff: float = BACKOFF_S,
-          timeout: float = TIMEOUT_S, sleep: Callable[[float], None] = time.sleep) -> None:
+def fetch(
+    url: str,
+    dest: Path,
+    *,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF_S,
+    timeout: float = TIMEOUT_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Download `url` into `dest`, retrying network errors and 5xx with exponential backoff."""
     for attempt in range(1, attempts + 1):
         try:
@@ -118,10 +126,17 @@ def fetch(url: str, dest: Path, *, attempts: int = ATTEMPTS, backoff: float = BA
             if not _retryable(err) or attempt == attempts:
                 raise DownloadError(
                     f"could not download {url} after {attempt} attempt(s): {err}. Offline? "
-                    f"Point {SOURCE_ENV} at a local copy of mnist.npz") from None
+                    f"Point {SOURCE_ENV} at a local copy of mnist.npz"
+                ) from None
             wait = backoff * 2 ** (attempt - 1)
-            log.warning("attempt %d/%d for %s failed (%s); retrying in %.0f s",
-                        attempt, attempts, url, err, wait)
+            log.warning(
+                "attempt %d/%d for %s failed (%s); retrying in %.0f s",
+                attempt,
+                attempts,
+                url,
+                err,
+                wait,
+            )
             sleep(wait)
 
 
@@ -144,8 +159,14 @@ def keras_cache() -> Path:
     return Path(home) / "datasets" / "mnist.npz"
 
 
-def obtain(dest: Path, data: config.DataConfig, *, source: str | None = None,
-           cache: Path | None = None, **fetch_kwargs) -> str:
+def obtain(
+    dest: Path,
+    data: config.DataConfig,
+    *,
+    source: str | None = None,
+    cache: Path | None = None,
+    **fetch_kwargs,
+) -> str:
     """Put verified MNIST at `dest` atomically; return where it came from."""
     if not source and cache is not None and cache.is_file():
         try:
@@ -166,8 +187,12 @@ def obtain(dest: Path, data: config.DataConfig, *, source: str | None = None,
 
 def main() -> None:
     cfg = config.load()
-    obtain(Path(cfg.paths.raw), cfg.data, source=os.environ.get(SOURCE_ENV) or None,
-           cache=keras_cache())
+    obtain(
+        Path(cfg.paths.raw),
+        cfg.data,
+        source=os.environ.get(SOURCE_ENV) or None,
+        cache=keras_cache(),
+    )
 
 
 if __name__ == "__main__":

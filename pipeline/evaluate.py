@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import PipelineError, cli, config, files, model, plots, preprocess
-from pipeline.tracking import record, store
+from pipeline.tracking import record, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,17 @@ def cross_entropy(proba: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> f
     return float(-np.mean(np.log(np.clip(picked, eps, 1 - eps))))
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray,
-                     num_classes: int = model.NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int = model.NUM_CLASSES
+) -> np.ndarray:
     """Counts with true labels as rows and predicted labels as columns."""
     flat = labels.astype(np.int64) * num_classes + predicted
-    return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def summarize(proba: np.ndarray, labels: np.ndarray,
-              train_accuracy: float) -> tuple[dict, np.ndarray]:
+def summarize(
+    proba: np.ndarray, labels: np.ndarray, train_accuracy: float
+) -> tuple[dict, np.ndarray]:
     """Test loss and accuracy, the notebook's overfitting gap, per-class accuracy; and the
     confusion matrix."""
     predicted = proba.argmax(axis=1)
@@ -57,17 +59,23 @@ def summarize(proba: np.ndarray, labels: np.ndarray,
 
 
 def predictions_table(proba: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"index": np.arange(len(labels)), "actual": labels,
-                         "predicted": proba.argmax(axis=1),
-                         "probability": proba.max(axis=1).round(4)})
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(labels)),
+            "actual": labels,
+            "predicted": proba.argmax(axis=1),
+            "probability": proba.max(axis=1).round(4),
+        }
+    )
 
 
 def _read_run(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise PipelineError(f"cannot read the train stage's run record {path} ({err}); "
-                            "rerun `dvc repro train`") from None
+        raise PipelineError(
+            f"cannot read the train stage's run record {path} ({err}); rerun `dvc repro train`"
+        ) from None
 
 
 def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
@@ -85,33 +93,41 @@ def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
     files.write_text(Path(paths.predictions), table.to_csv(index=False))
     record.data(x, y, meta, source=str(prepared), context="testing")
     # val_accuracy is already in the run, per epoch.
-    record.metrics({k: v for k, v in metrics.items()
-                          if k not in ("per_class_accuracy", "val_accuracy")}
-                         | {f"test_accuracy_{digit}": acc
-                            for digit, acc in metrics["per_class_accuracy"].items()})
-    record.document({"rows": "true label", "columns": "predicted label",
-                       "matrix": matrix.tolist()}, "confusion_matrix.json")
+    record.metrics(
+        {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "val_accuracy")}
+        | {f"test_accuracy_{digit}": acc for digit, acc in metrics["per_class_accuracy"].items()}
+    )
+    record.document(
+        {"rows": "true label", "columns": "predicted label", "matrix": matrix.tolist()},
+        "confusion_matrix.json",
+    )
     record.artifacts([Path(paths.metrics), Path(paths.predictions)])
     images = plots.save_all(Path(paths.plots), history, matrix, x, y, proba)
     record.artifacts(images, "plots")
     first = table.head(SHOWN)
-    log.info("first %d test digits: predicted %s, true %s", SHOWN,
-             first["predicted"].tolist(), first["actual"].tolist())
-    log.info("test accuracy %.2f%% | train accuracy %.2f%% | overfitting gap %+.2f points",
-             100 * metrics["test_accuracy"], 100 * metrics["train_accuracy"],
-             100 * metrics["overfitting_gap"])
+    log.info(
+        "first %d test digits: predicted %s, true %s",
+        SHOWN,
+        first["predicted"].tolist(),
+        first["actual"].tolist(),
+    )
+    log.info(
+        "test accuracy %.2f%% | train accuracy %.2f%% | overfitting gap %+.2f points",
+        100 * metrics["test_accuracy"],
+        100 * metrics["train_accuracy"],
+        100 * metrics["overfitting_gap"],
+    )
     return metrics
 
 
 def main() -> None:
     cfg = config.load()
     paths = cfg.paths
-    record = _read_run(Path(paths.run))
-    with store.start(cfg.tracking.experiment, run_id=record["run_id"]) as run_id:
+    trained = _read_run(Path(paths.run))
+    with runs.start(cfg.tracking.experiment, run_id=trained["run_id"]) as run_id:
         net = model.load(Path(paths.model))
         run(paths, net, pd.read_csv(paths.history))
-    log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id,
-             store.uri())
+    log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id, store.uri())
 
 
 if __name__ == "__main__":

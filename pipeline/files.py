@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline import PipelineError
 
+
 class WriteError(PipelineError):
     """An output could not be written (disk full, a read-only folder, a file size limit)."""
 
@@ -27,14 +28,17 @@ def replacing(path: Path, suffix: str = ".tmp", mode: int | None = None) -> Iter
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(path)
-        tmp = _create(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}",
-                      mode)
+        tmp = _create(
+            path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}", mode
+        )
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
         kept = "the previous one is kept" if path.exists() else "nothing was written"
-        raise WriteError(f"cannot write {path} ({err.strerror or err}); {kept}. Free some "
-                         f"disk space or make {path.parent} writable, then rerun") from None
+        raise WriteError(
+            f"cannot write {path} ({err.strerror or err}); {kept}. Free some "
+            f"disk space or make {path.parent} writable, then rerun"
+        ) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -53,7 +57,7 @@ def _remove_orphans(path: Path) -> None:
     """Delete the temporary files of earlier writers of `path` that died mid-write (SIGKILL,
     a crash), found by the process id in their names."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*"):
-        pid = tmp.name[len(path.name) + 2:].partition(".")[0]
+        pid = tmp.name[len(path.name) + 2 :].partition(".")[0]
         if pid.isdigit() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)
 

@@ -14,9 +14,11 @@ from pipeline.config import Loss, ModelConfig, Optimizer, TrainConfig
 INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
 
-_OPTIMIZERS = {Optimizer.rmsprop: keras.optimizers.RMSprop,
-               Optimizer.adam: keras.optimizers.Adam,
-               Optimizer.sgd: keras.optimizers.SGD}
+_OPTIMIZERS = {
+    Optimizer.rmsprop: keras.optimizers.RMSprop,
+    Optimizer.adam: keras.optimizers.Adam,
+    Optimizer.sgd: keras.optimizers.SGD,
+}
 
 
 class ModelError(PipelineError):
@@ -26,14 +28,20 @@ class ModelError(PipelineError):
 def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
     """Dense(hidden, activation) -> Dense(10, softmax), compiled as the notebook compiles it
     (plus `steps_per_execution`, which changes the speed, not the result)."""
-    model = keras.Sequential([
-        keras.Input((INPUT_DIM,)),
-        keras.layers.Dense(model_cfg.hidden_units, activation=model_cfg.activation.value),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
-    ], name="mnist_dense")
-    model.compile(optimizer=_OPTIMIZERS[train_cfg.optimizer](train_cfg.learning_rate),
-                  loss=train_cfg.loss.value, metrics=["accuracy"],
-                  steps_per_execution=train_cfg.steps_per_execution)
+    model = keras.Sequential(
+        [
+            keras.Input((INPUT_DIM,)),
+            keras.layers.Dense(model_cfg.hidden_units, activation=model_cfg.activation.value),
+            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="mnist_dense",
+    )
+    model.compile(
+        optimizer=_OPTIMIZERS[train_cfg.optimizer](train_cfg.learning_rate),
+        loss=train_cfg.loss.value,
+        metrics=["accuracy"],
+        steps_per_execution=train_cfg.steps_per_execution,
+    )
     return model
 
 
@@ -51,5 +59,7 @@ def load(path: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, OSError, zipfile.BadZipFile, KeyError, TypeError) as err:
-        raise ModelError(f"{path} is not a loadable Keras model ({type(err).__name__}: "
-                         f"{err}); rerun `dvc repro -f train` to rebuild it") from None
+        raise ModelError(
+            f"{path} is not a loadable Keras model ({type(err).__name__}: "
+            f"{err}); rerun `dvc repro -f train` to rebuild it"
+        ) from None

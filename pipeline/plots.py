@@ -28,12 +28,21 @@ def learning_curves(history: pd.DataFrame) -> Figure:
     loss.plot(epochs, history["loss"], "o-", label="train")
     if "val_accuracy" in history:
         accuracy.plot(epochs, 100 * history["val_accuracy"], "o-", label="validation")
-        accuracy.fill_between(epochs, 100 * history["accuracy"], 100 * history["val_accuracy"],
-                              alpha=0.2, label="gap (overfitting)")
+        accuracy.fill_between(
+            epochs,
+            100 * history["accuracy"],
+            100 * history["val_accuracy"],
+            alpha=0.2,
+            label="gap (overfitting)",
+        )
         final = history.iloc[-1]
-        accuracy.annotate(f"gap {100 * final['train_val_gap']:+.2f} points",
-                          (final["epoch"], 100 * final["val_accuracy"]),
-                          xytext=(-10, -25), textcoords="offset points", ha="right")
+        accuracy.annotate(
+            f"gap {100 * final['train_val_gap']:+.2f} points",
+            (final["epoch"], 100 * final["val_accuracy"]),
+            xytext=(-10, -25),
+            textcoords="offset points",
+            ha="right",
+        )
         loss.plot(epochs, history["val_loss"], "o-", label="validation")
     accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
     loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
@@ -51,16 +60,29 @@ def confusion(matrix: np.ndarray) -> Figure:
     axes.imshow(np.log1p(matrix), cmap="Blues")
     limit = np.log1p(matrix).max() / 2
     for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
-                  color="white" if np.log1p(count) > limit else "black")
+        axes.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if np.log1p(count) > limit else "black",
+        )
     ticks = range(len(matrix))
-    axes.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
-             title=f"Confusion matrix ({matrix.trace()} of {matrix.sum()} right)")
+    axes.set(
+        xticks=ticks,
+        yticks=ticks,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion matrix ({matrix.trace()} of {matrix.sum()} right)",
+    )
     return figure
 
 
-def misclassified(images: np.ndarray, labels: np.ndarray, proba: np.ndarray,
-                  limit: int = 36) -> Figure:
+def misclassified(
+    images: np.ndarray, labels: np.ndarray, proba: np.ndarray, limit: int = 36
+) -> Figure:
     """The first `limit` test digits the model got wrong, each captioned with its index, the
     truth and the model's answer and confidence. One mosaic image, not a grid of axes: a
     sixth of the time to draw."""
@@ -71,30 +93,50 @@ def misclassified(images: np.ndarray, labels: np.ndarray, proba: np.ndarray,
     width, height = side + gap, side + caption
     mosaic = np.full((rows * height, columns * width), np.nan)  # NaN shows as white
     inches = 1.6 * columns
-    figure = Figure(figsize=(inches, inches * mosaic.shape[0] / mosaic.shape[1] + 0.4),
-                    layout="constrained")
-    figure.suptitle(f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits "
-                    f"misclassified; the first {len(wrong)}")
+    figure = Figure(
+        figsize=(inches, inches * mosaic.shape[0] / mosaic.shape[1] + 0.4), layout="constrained"
+    )
+    figure.suptitle(
+        f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits "
+        f"misclassified; the first {len(wrong)}"
+    )
     axes = figure.subplots()
     axes.set_axis_off()
     for position, index in enumerate(wrong):
         top, left = divmod(position, columns)
         top, left = top * height, left * width
-        mosaic[top:top + side, left:left + side] = np.asarray(images[index]).reshape(side, side)
-        axes.text(left + side / 2, top + side + 1, f"#{index}: true {labels[index]}\n"
-                  f"predicted {predicted[index]} ({100 * proba[index].max():.0f}%)",
-                  ha="center", va="top", fontsize=8)
+        mosaic[top : top + side, left : left + side] = np.asarray(images[index]).reshape(
+            side, side
+        )
+        axes.text(
+            left + side / 2,
+            top + side + 1,
+            f"#{index}: true {labels[index]}\n"
+            f"predicted {predicted[index]} ({100 * proba[index].max():.0f}%)",
+            ha="center",
+            va="top",
+            fontsize=8,
+        )
     colors = matplotlib.colormaps["gray"].with_extremes(bad="white")
     axes.imshow(mosaic, cmap=colors, vmin=0, vmax=1, interpolation="nearest")
     return figure
 
 
-def save_all(folder: Path, history: pd.DataFrame, matrix: np.ndarray, images: np.ndarray,
-             labels: np.ndarray, proba: np.ndarray) -> list[Path]:
+def save_all(
+    folder: Path,
+    history: pd.DataFrame,
+    matrix: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    proba: np.ndarray,
+) -> list[Path]:
     """Write the three PNGs into `folder`; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    figures = {LEARNING_CURVES: learning_curves(history), CONFUSION: confusion(matrix),
-               MISCLASSIFIED: misclassified(images, labels, proba)}
+    figures = {
+        LEARNING_CURVES: learning_curves(history),
+        CONFUSION: confusion(matrix),
+        MISCLASSIFIED: misclassified(images, labels, proba),
+    }
     for name, figure in figures.items():
         with files.replacing(folder / name, suffix=".png") as tmp:
             figure.savefig(tmp, dpi=100)

@@ -49,7 +49,7 @@ def _fit(gray: np.ndarray) -> np.ndarray:
     """A larger image, MNIST-style: the ink's bounding box scaled to fit 20x20, placed in
     28x28 with its centre of mass in the middle."""
     rows, columns = np.nonzero(gray > INK)
-    crop = gray[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    crop = gray[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     scale = BOX / max(crop.shape)
     height, width = (max(1, round(side * scale)) for side in crop.shape)
     small = np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.LANCZOS))
@@ -60,7 +60,7 @@ def _fit(gray: np.ndarray) -> np.ndarray:
     top = int(np.clip(round(SIDE / 2 - 0.5 - centre_row), 0, SIDE - height))
     left = int(np.clip(round(SIDE / 2 - 0.5 - centre_column), 0, SIDE - width))
     out = np.zeros((SIDE, SIDE), dtype=np.float32)
-    out[top:top + height, left:left + width] = small
+    out[top : top + height, left : left + width] = small
     return out
 
 
@@ -68,8 +68,10 @@ def from_image(image: Image.Image) -> np.ndarray:
     """A digit picture as the model's input: 784 floats in [0, 1], white on black."""
     width, height = image.size
     if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
-        raise InputError(f"{width}x{height} pixels: a digit needs {SIDE}x{SIDE}, or anything "
-                         f"from {MIN_SIDE} to {MAX_SIDE} pixels a side to be fitted")
+        raise InputError(
+            f"{width}x{height} pixels: a digit needs {SIDE}x{SIDE}, or anything "
+            f"from {MIN_SIDE} to {MAX_SIDE} pixels a side to be fitted"
+        )
     gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 0.5:  # a dark digit on a light background
@@ -86,8 +88,10 @@ def from_arrays(name: str, array: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if array.shape == (SIDE, SIDE):
         array = array[None]
     if array.ndim not in (2, 3) or array.shape[1:] not in ((SIDE, SIDE), (SIDE * SIDE,)):
-        raise InputError(f"shape {array.shape} holds no {SIDE}x{SIDE} images (expected "
-                         f"N x {SIDE} x {SIDE}, N x {SIDE * SIDE} or {SIDE} x {SIDE})")
+        raise InputError(
+            f"shape {array.shape} holds no {SIDE}x{SIDE} images (expected "
+            f"N x {SIDE} x {SIDE}, N x {SIDE * SIDE} or {SIDE} x {SIDE})"
+        )
     if not np.issubdtype(array.dtype, np.number) or len(array) == 0:
         raise InputError(f"{len(array)} images of dtype {array.dtype}: expected numbers")
     flat = array.reshape(len(array), SIDE * SIDE).astype(np.float32)
@@ -120,8 +124,9 @@ def read(path: Path) -> list[tuple[str, np.ndarray]]:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, ...), nor an "
-                         ".npy/.npz of arrays") from None
+        raise InputError(
+            f"{path}: not an image Pillow can read (PNG, JPEG, ...), nor an .npy/.npz of arrays"
+        ) from None
     except (OSError, ValueError, zipfile.BadZipFile, Image.DecompressionBombError) as err:
         raise InputError(f"{path}: cannot read it ({err})") from None
 
@@ -144,8 +149,11 @@ def _default_model() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", type=Path, help="images, .npy or .npz files")
     parser.add_argument("--model", help="registry URI, runs:/ URI, run id or .keras path")
     args = parser.parse_args(argv)
@@ -163,8 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         for (name, _), row in zip(named, proba, strict=True):
             print(f"{name:<{width}}  {row.argmax()}  {100 * row.max():5.1f}%")  # noqa: T201
     if failed:
-        raise PipelineError(f"{failed} of {len(args.inputs)} inputs could not be read "
-                            "(see above)")
+        raise PipelineError(f"{failed} of {len(args.inputs)} inputs could not be read (see above)")
 
 
 if __name__ == "__main__":

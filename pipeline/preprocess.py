@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 # What preprocess writes into paths.prepared; dvc.yaml lists the same names.
-FILES = {"x_train": "x_train.npy", "y_train": "y_train.npy",
-         "x_test": "x_test.npy", "y_test": "y_test.npy"}
+FILES = {
+    "x_train": "x_train.npy",
+    "y_train": "y_train.npy",
+    "x_test": "x_test.npy",
+    "y_test": "y_test.npy",
+}
 META = "meta.json"
 
 
@@ -35,15 +39,18 @@ class DataError(PipelineError, ValueError):
 def _require_keys(found: list[str], where: str) -> None:
     missing = [key for key in ARRAY_KEYS if key not in found]
     if missing:
-        raise DataError(f"{where}: missing array(s) {', '.join(missing)}; found "
-                        f"{', '.join(found) or 'none'}")
+        raise DataError(
+            f"{where}: missing array(s) {', '.join(missing)}; found {', '.join(found) or 'none'}"
+        )
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the four arrays, refusing pickled (object) arrays and unreadable files."""
     if path.is_file() and not zipfile.is_zipfile(path):
-        raise DataError(f"{path} is not an .npz (zip) file; delete it and rerun `dvc repro` "
-                        "to download it again")
+        raise DataError(
+            f"{path} is not an .npz (zip) file; delete it and rerun `dvc repro` "
+            "to download it again"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             found = npz.files
@@ -51,8 +58,10 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     except ValueError as err:
         raise DataError(f"{path}: {err} (object arrays are never unpickled)") from None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is not a readable .npz ({err}); delete it and rerun "
-                        "`dvc repro` to download it again") from None
+        raise DataError(
+            f"{path} is not a readable .npz ({err}); delete it and rerun "
+            "`dvc repro` to download it again"
+        ) from None
     _require_keys(found, str(path))
     return arrays
 
@@ -68,8 +77,9 @@ def validate(arrays: dict[str, np.ndarray]) -> None:
         if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) == 0:
             raise DataError(f"x_{split} has shape {x.shape}, expected (N, 28, 28) with N > 0")
         if y.shape != (len(x),):
-            raise DataError(f"y_{split} has shape {y.shape}, expected ({len(x)},) to match "
-                            f"x_{split}")
+            raise DataError(
+                f"y_{split} has shape {y.shape}, expected ({len(x)},) to match x_{split}"
+            )
         if y.max() >= NUM_CLASSES:
             raise DataError(f"y_{split} holds label {int(y.max())}, expected labels 0-9")
 
@@ -81,16 +91,22 @@ def scale(images: np.ndarray) -> np.ndarray:
 
 def prepare(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     validate(arrays)
-    return {"x_train": scale(arrays["x_train"]), "y_train": arrays["y_train"],
-            "x_test": scale(arrays["x_test"]), "y_test": arrays["y_test"]}
+    return {
+        "x_train": scale(arrays["x_train"]),
+        "y_train": arrays["y_train"],
+        "x_test": scale(arrays["x_test"]),
+        "y_test": arrays["y_test"],
+    }
 
 
 def require(prepared: Path) -> None:
     """Raise DataError unless `prepared` holds every prepared array and the meta file."""
     missing = [name for name in (*FILES.values(), META) if not (prepared / name).is_file()]
     if missing:
-        raise DataError(f"{prepared} lacks {', '.join(missing)}: run `dvc repro preprocess`, "
-                        "or set paths.prepared to a folder that has them")
+        raise DataError(
+            f"{prepared} lacks {', '.join(missing)}: run `dvc repro preprocess`, "
+            "or set paths.prepared to a folder that has them"
+        )
 
 
 def load_split(prepared: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +141,19 @@ def main() -> None:
     for key, array in prepared.items():
         with files.replacing(out / FILES[key], suffix=".npy") as tmp:
             np.save(tmp, array, allow_pickle=False)
-    meta = {"fingerprint": fingerprint(arrays), "source": str(raw),
-            "train_samples": len(prepared["x_train"]), "test_samples": len(prepared["x_test"])}
+    meta = {
+        "fingerprint": fingerprint(arrays),
+        "source": str(raw),
+        "train_samples": len(prepared["x_train"]),
+        "test_samples": len(prepared["x_test"]),
+    }
     files.write_text(out / META, json.dumps(meta, indent=2) + "\n")
-    log.info("wrote %d train and %d test samples to %s", meta["train_samples"],
-             meta["test_samples"], out)
+    log.info(
+        "wrote %d train and %d test samples to %s",
+        meta["train_samples"],
+        meta["test_samples"],
+        out,
+    )
 
 
 if __name__ == "__main__":

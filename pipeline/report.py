@@ -50,15 +50,21 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     time."""
     params = [c.removeprefix("params.") for c in runs if c.startswith("params.")]
     varying = [p for p in params if p not in AXES and runs[f"params.{p}"].nunique() > 1]
-    rows = pd.DataFrame({"run": _column(runs, "tags.mlflow.runName"),
-                         "run_id": runs["run_id"], "status": runs["status"]})
+    rows = pd.DataFrame(
+        {
+            "run": _column(runs, "tags.mlflow.runName"),
+            "run_id": runs["run_id"],
+            "status": runs["status"],
+        }
+    )
     for param in (*AXES, *sorted(varying)):
         rows[param.rpartition(".")[2]] = _typed(_column(runs, f"params.{param}"))
     for metric in METRICS:
         rows[metric] = pd.to_numeric(_column(runs, f"metrics.{metric}"), errors="coerce")
     rows["time_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds().round(1)
-    return rows.sort_values(["epochs", "batch_size"], na_position="last", kind="stable",
-                            ignore_index=True)
+    return rows.sort_values(
+        ["epochs", "batch_size"], na_position="last", kind="stable", ignore_index=True
+    )
 
 
 def failed(rows: pd.DataFrame) -> int:
@@ -77,9 +83,16 @@ def markdown(rows: pd.DataFrame) -> str:
     shown = rows.drop(columns=["run_id"])
     for metric in ACCURACIES:
         shown[metric] = (100 * shown[metric]).round(2)
-    shown = shown.rename(columns={"train_accuracy": "train %", "val_accuracy": "val %",
-                                  "test_accuracy": "test %", "overfitting_gap": "gap (points)",
-                                  "test_loss": "test loss", "time_s": "time (s)"})
+    shown = shown.rename(
+        columns={
+            "train_accuracy": "train %",
+            "val_accuracy": "val %",
+            "test_accuracy": "test %",
+            "overfitting_gap": "gap (points)",
+            "test_loss": "test loss",
+            "time_s": "time (s)",
+        }
+    )
     formats = [".4f" if column == "test loss" else ".2f" for column in shown]
     shown = shown.astype(object).where(shown.notna(), None)  # a failed job's blanks
     return shown.to_markdown(index=False, floatfmt=formats, missingval="-")
@@ -90,10 +103,20 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
     figure = Figure(figsize=(13, 4), layout="constrained")
-    panels = zip(figure.subplots(1, 3), (
-        ("test_accuracy", 100, "Test accuracy", "%"),
-        ("overfitting_gap", 100, "Overfitting gap (train - test accuracy)", "percentage points"),
-        ("test_loss", 1, "Test loss", "cross-entropy")), strict=True)
+    panels = zip(
+        figure.subplots(1, 3),
+        (
+            ("test_accuracy", 100, "Test accuracy", "%"),
+            (
+                "overfitting_gap",
+                100,
+                "Overfitting gap (train - test accuracy)",
+                "percentage points",
+            ),
+            ("test_loss", 1, "Test loss", "cross-entropy"),
+        ),
+        strict=True,
+    )
     done = rows[rows["status"] == "FINISHED"]
     for axes, (metric, scale, title, unit) in panels:
         for batch, group in done.groupby("batch_size"):
@@ -110,10 +133,12 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
 def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
     text = f"{len(rows)} jobs, {failed(rows)} failed."
     if chosen is not None:
-        text += (f" Best by validation accuracy: {chosen['run']} (run {chosen['run_id']}): "
-                 f"validation {100 * chosen['val_accuracy']:.2f}%, test "
-                 f"{100 * chosen['test_accuracy']:.2f}%, overfitting gap "
-                 f"{100 * chosen['overfitting_gap']:+.2f} points.")
+        text += (
+            f" Best by validation accuracy: {chosen['run']} (run {chosen['run_id']}): "
+            f"validation {100 * chosen['val_accuracy']:.2f}%, test "
+            f"{100 * chosen['test_accuracy']:.2f}%, overfitting gap "
+            f"{100 * chosen['overfitting_gap']:+.2f} points."
+        )
     return text
 
 
@@ -133,17 +158,27 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
     plot(rows, output / PLOT)
     metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
     if chosen is not None:
-        metrics |= {"best_val_accuracy": float(chosen["val_accuracy"]),
-                    "best_test_accuracy": float(chosen["test_accuracy"])}
-    sweeps.publish(parent_id, None if chosen is None else str(chosen["run_id"]),
-                           metrics, [output / CSV, output / MARKDOWN, output / PLOT], text)
+        metrics |= {
+            "best_val_accuracy": float(chosen["val_accuracy"]),
+            "best_test_accuracy": float(chosen["test_accuracy"]),
+        }
+    sweeps.publish(
+        parent_id,
+        None if chosen is None else str(chosen["run_id"]),
+        metrics,
+        [output / CSV, output / MARKDOWN, output / PLOT],
+        text,
+    )
     log.info("sweep report in %s and on MLflow run %s:\n%s", output, parent_id, text)
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("parent", nargs="?", help="the sweep's parent run id (default: newest)")
     parser.add_argument("--experiment", help="default: tracking.experiment in conf/")
     parser.add_argument("--output", type=Path, help="folder for the report files")

@@ -34,7 +34,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import PipelineError, Stopped, cli, config, preprocess, report
-from pipeline.tracking import store, sweeps
+from pipeline.tracking import runs, sweeps
 from pipeline.tracking.sweeps import Sweep
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,11 @@ def prepare_data(cfg: config.Config) -> None:
         log.info("using the prepared arrays in %s as they are", prepared)
         return
     if (params.data, params.paths.raw) != (cfg.data, cfg.paths.raw):
-        raise config.ConfigError("conf/ and params.yaml disagree on `data` or `paths.raw`: "
-                                 "recompose params.yaml with `make params`, or set "
-                                 "paths.prepared to arrays of your own")
+        raise config.ConfigError(
+            "conf/ and params.yaml disagree on `data` or `paths.raw`: "
+            "recompose params.yaml with `make params`, or set "
+            "paths.prepared to arrays of your own"
+        )
     command = [sys.executable, "-m", "dvc", "repro", "preprocess"]
     if subprocess.run(command, check=False).returncode:
         raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
@@ -66,7 +68,7 @@ def prepare_data(cfg: config.Config) -> None:
 
 def _base(hydra_config: DictConfig) -> config.Config:
     """The sweep's own config (conf/ with the overrides that do not sweep), validated."""
-    keys = [key for key in hydra_config if key != "hydra"]
+    keys = [str(key) for key in hydra_config if key != "hydra"]
     plain = OmegaConf.to_container(OmegaConf.masked_copy(hydra_config, keys), resolve=True)
     return config.validate(plain, "conf/ with the command line's overrides")
 
@@ -77,7 +79,7 @@ def _overrides(hydra_node: DictConfig) -> tuple[dict[str, str], list[str]]:
     lines = [f"{key}={value}" for key, value in (hydra_node.sweeper.params or {}).items()]
     lines += list(hydra_node.overrides.task)
     last = {o.get_key_element(): o for o in OverridesParser.create().parse_overrides(lines)}
-    given = {key: o.input_line.partition("=")[2] for key, o in last.items()}
+    given = {key: str(o.input_line).partition("=")[2] for key, o in last.items()}
     return given, [key for key, o in last.items() if o.is_sweep_override()]
 
 
@@ -88,8 +90,12 @@ def _open(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
     sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
-    log.info("sweep over %s: parent MLflow run %s, job folders in %s",
-             ", ".join(swept) or "nothing", sweep.parent_run_id, folder)
+    log.info(
+        "sweep over %s: parent MLflow run %s, job folders in %s",
+        ", ".join(swept) or "nothing",
+        sweep.parent_run_id,
+        folder,
+    )
 
 
 def _close(hydra_config: DictConfig) -> None:
@@ -103,8 +109,10 @@ def _close(hydra_config: DictConfig) -> None:
     failed = report.failed(rows)
     sweeps.end(parent, "FAILED" if failed else "FINISHED")
     if failed:
-        raise PipelineError(f"{failed} of {len(rows)} jobs failed: their errors are above, in "
-                            f"{folder}/<job>/sweep.log and on their FAILED runs in MLflow")
+        raise PipelineError(
+            f"{failed} of {len(rows)} jobs failed: their errors are above, in "
+            f"{folder}/<job>/sweep.log and on their FAILED runs in MLflow"
+        )
 
 
 def _or_exit(step: Callable[[DictConfig], None], hydra_config: DictConfig) -> None:
@@ -144,12 +152,16 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
     experiment = sweep.experiment if sweep else str(raw.tracking.experiment)
     tags = {"hydra_output_dir": str(out), "hydra_overrides": " ".join(overrides)}
     parent = sweep.parent_run_id if sweep else None
-    with store.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
+    with runs.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
         # Validated inside the run: a job with a bad value is a FAILED run of the sweep.
-        cfg = config.validate(OmegaConf.to_container(raw, resolve=True),
-                              f"conf/ with {' '.join(overrides) or 'no overrides'}")
-        paths = dataclasses.replace(cfg.paths, **{
-            key: str(out / Path(getattr(cfg.paths, key)).name) for key in JOB_OUTPUTS})
+        cfg = config.validate(
+            OmegaConf.to_container(raw, resolve=True),
+            f"conf/ with {' '.join(overrides) or 'no overrides'}",
+        )
+        paths = dataclasses.replace(
+            cfg.paths,
+            **{key: str(out / Path(getattr(cfg.paths, key)).name) for key in JOB_OUTPUTS},
+        )
         log.info("MLflow run %s, outputs in %s", run_id, out)
         net, history, model_uri = train.run(cfg, paths)
         train.write_record(Path(paths.run), run_id, model_uri)
@@ -179,13 +191,16 @@ def main(raw: DictConfig) -> float | None:
         return None  # its run is FAILED; the sweep goes on and exits 1 at the end
 
 
-def _stopped(err: BaseException) -> None:
+def _stopped(err: KeyboardInterrupt | Stopped) -> None:
     """Ctrl-C or SIGTERM: the running job's run is KILLED already (`store.start`); the
     sweep's parent run is KILLED too, never left RUNNING."""
-    sweeps.end_own(store.KILLED)
+    sweeps.end_own(runs.KILLED)
     by, status = cli.stopped_by(err)
-    log.error("sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
-              "done so far keep their runs", by)
+    log.error(
+        "sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
+        "done so far keep their runs",
+        by,
+    )
     raise SystemExit(status) from None
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import PipelineError, cli, config, files, model, preprocess
-from pipeline.tracking import record, registry, store
+from pipeline.tracking import record, registry, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,20 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             super().on_batch_end(batch, logs)
         except RuntimeError:
             raise Diverged(
-                f"the training loss became {float(logs['loss'])} in epoch {self._epoch}: "
+                f"the training loss became {float((logs or {})['loss'])} in epoch {self._epoch}: "
                 "training diverged, and no model was saved or registered; lower "
                 f"train.learning_rate (now {self._learning_rate:g}), for example "
-                f"train.learning_rate={self._learning_rate / 100:g}") from None
+                f"train.learning_rate={self._learning_rate / 100:g}"
+            ) from None
 
 
-def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
-          on_epoch: EpochSink | None = None, verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
+def train(
+    cfg: config.Config,
+    x: np.ndarray,
+    y: np.ndarray,
+    on_epoch: EpochSink | None = None,
+    verbose: int = 2,
+) -> tuple[keras.Model, pd.DataFrame]:
     """From a clean Keras state (nothing left from an earlier model in this process, as in a
     Hydra sweep), seed everything, build the model from config and fit it; return it with its
     history."""
@@ -90,9 +96,15 @@ def train(cfg: config.Config, x: np.ndarray, y: np.ndarray,
     features = keras.ops.convert_to_tensor(x)
     targets = keras.ops.convert_to_tensor(model.targets(y, cfg.train.loss))
     with cli.deferred_stops():
-        net.fit(features, targets, epochs=cfg.train.epochs,
-                batch_size=cfg.train.batch_size, validation_split=cfg.train.validation_split,
-                callbacks=[recorder, StopOnNaN(cfg.train.learning_rate)], verbose=verbose)
+        net.fit(
+            features,
+            targets,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            validation_split=cfg.train.validation_split,
+            callbacks=[recorder, StopOnNaN(cfg.train.learning_rate)],
+            verbose=verbose,
+        )
     return net, pd.DataFrame(recorder.rows)
 
 
@@ -104,8 +116,12 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     meta = preprocess.read_meta(prepared)
     record.configuration(cfg)
     record.data(x, y, meta, source=str(prepared), context="training")
-    log.info("training %d epochs of batch %d on %d samples", cfg.train.epochs,
-             cfg.train.batch_size, len(x))
+    log.info(
+        "training %d epochs of batch %d on %d samples",
+        cfg.train.epochs,
+        cfg.train.batch_size,
+        len(x),
+    )
     net, history = train(cfg, x, y, on_epoch=record.epoch)
     with files.replacing(Path(paths.model), suffix=".keras") as tmp:
         net.save(tmp)
@@ -114,8 +130,11 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     model_uri = registry.log_model(net)
     final = history.iloc[-1]
     val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
-    log.info("final training accuracy %.2f%%%s", 100 * final["accuracy"],
-             "" if val_accuracy is None else f", validation {100 * val_accuracy:.2f}%")
+    log.info(
+        "final training accuracy %.2f%%%s",
+        100 * final["accuracy"],
+        "" if val_accuracy is None else f", validation {100 * val_accuracy:.2f}%",
+    )
     name = cfg.tracking.registered_model
     version, champion = registry.register(name, model_uri, val_accuracy)
     if champion:
@@ -136,7 +155,7 @@ def write_record(path: Path, run_id: str, model_uri: str) -> None:
 
 def main() -> None:
     cfg = config.load()
-    with store.start(cfg.tracking.experiment) as run_id:
+    with runs.start(cfg.tracking.experiment) as run_id:
         log.info("MLflow run %s", run_id)
         _, _, model_uri = run(cfg, cfg.paths)
         write_record(Path(cfg.paths.run), run_id, model_uri)

@@ -26,20 +26,36 @@ HOST = "127.0.0.1"
 def command(port: int) -> list[str]:
     uri = store.uri()
     if uri.startswith(("http://", "https://", "databricks")):
-        raise PipelineError(f"MLFLOW_TRACKING_URI is a server ({uri}): open it in a browser "
-                            "instead, or unset it to browse this project's own store")
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-            "--host", HOST, "--port", str(port), "--workers", "1"]
+        raise PipelineError(
+            f"MLFLOW_TRACKING_URI is a server ({uri}): open it in a browser "
+            "instead, or unset it to browse this project's own store"
+        )
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.ui", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.ui",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     server = command(args.port)
-    log.info("MLflow UI for %s on http://%s:%d (Ctrl-C stops it)", store.uri(), HOST,
-             args.port)
+    log.info("MLflow UI for %s on http://%s:%d (Ctrl-C stops it)", store.uri(), HOST, args.port)
     os.execv(server[0], server)
 
 

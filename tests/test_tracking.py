@@ -13,7 +13,7 @@ import yaml
 from mlflow import MlflowClient
 
 from pipeline import config, train
-from pipeline.tracking import record, registry, store, sweeps
+from pipeline.tracking import record, registry, runs, store, sweeps
 
 from .conftest import ROOT
 
@@ -23,7 +23,7 @@ def _run(run_id: str):
 
 
 def test_store_is_the_project_sqlite_file_with_artifacts_beside_it(tmp_path):
-    with store.start("exp") as run_id:
+    with runs.start("exp") as run_id:
         record.document({"a": 1}, "a.json")
     assert store.uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert (tmp_path / "mlflow.db").is_file()
@@ -38,7 +38,7 @@ def test_tracking_uri_env_wins(tmp_path, monkeypatch):
 
 def test_a_run_that_raises_is_failed_with_the_reason():
     with pytest.raises(RuntimeError, match="loss is nan"):
-        with store.start("exp") as run_id:
+        with runs.start("exp") as run_id:
             raise RuntimeError("loss is nan")
     run = _run(run_id)
     assert run.info.status == "FAILED"
@@ -46,10 +46,10 @@ def test_a_run_that_raises_is_failed_with_the_reason():
 
 
 def test_evaluate_adds_to_the_run_train_opened():
-    with store.start("exp") as run_id:
+    with runs.start("exp") as run_id:
         for epoch in (1, 2, 3):
             record.epoch(epoch, {"accuracy": epoch / 10})
-    with store.start("exp", run_id=run_id) as resumed:
+    with runs.start("exp", run_id=run_id) as resumed:
         record.metrics({"test_accuracy": 0.97})
     assert resumed == run_id
     run = _run(run_id)
@@ -59,19 +59,19 @@ def test_evaluate_adds_to_the_run_train_opened():
 
 
 def test_an_inherited_mlflow_run_id_never_resumes_that_run(monkeypatch):
-    with store.start("exp") as first:
+    with runs.start("exp") as first:
         pass
     monkeypatch.setenv("MLFLOW_RUN_ID", first)
-    with store.start("exp") as second:
+    with runs.start("exp") as second:
         pass
     assert second != first
 
 
 def test_resuming_an_unknown_run_names_the_store_and_the_fix():
-    with store.start("exp"):
+    with runs.start("exp"):
         pass
     with pytest.raises(store.TrackingError) as caught:
-        with store.start("exp", run_id="0" * 32):
+        with runs.start("exp", run_id="0" * 32):
             pass
     message = str(caught.value)
     assert "0" * 32 in message and store.uri() in message and "dvc repro -f train" in message
@@ -85,7 +85,7 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-owls")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
     cfg = config.defaults()
-    with store.start("exp") as run_id:
+    with runs.start("exp") as run_id:
         record.configuration(cfg)
     run = _run(run_id)
     assert run.data.params == {k: str(v) for k, v in config.flatten(cfg).items()}
@@ -95,7 +95,7 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
     assert run.data.tags["git_dirty"] == "False"
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     subprocess.run(["git", "add", "dvc.yaml"], check=True)
-    with store.start("exp") as dirty_id:
+    with runs.start("exp") as dirty_id:
         record.configuration(cfg)
     assert _run(dirty_id).data.tags["git_dirty"] == "True"
     assert run.data.tags["dvc_exp_name"] == "brisk-owls"
@@ -106,7 +106,7 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
 
 def test_dataset_is_a_run_input_with_digest_and_fingerprint(tiny_data):
     x, y = tiny_data
-    with store.start("exp") as run_id:
+    with runs.start("exp") as run_id:
         record.data(x, y, {"fingerprint": "f" * 64}, source="data/prepared",
                           context="training")
     run = _run(run_id)
@@ -120,7 +120,7 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
     from pipeline import model
 
     net = model.build(tiny_cfg.model, tiny_cfg.train)
-    with store.start("exp"):
+    with runs.start("exp"):
         uri = registry.log_model(net)
     loaded = mlflow.keras.load_model(uri)
     x = tiny_data[0][:4]
@@ -135,8 +135,8 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
 
 def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
     """Four processes open the store at once, as `dvc queue start -j 4` does on a fresh clone."""
-    script = ("from pipeline.tracking import record, store\n"
-              "with store.start('exp'):\n"
+    script = ("from pipeline.tracking import record, runs\n"
+              "with runs.start('exp'):\n"
               "    record.metrics({'test_accuracy': 0.9})\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["DVC_ROOT"] = str(tmp_path)
@@ -144,22 +144,22 @@ def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
     errors = [job.communicate(timeout=120)[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0] * 4, errors
-    runs = MlflowClient(store.uri()).search_runs(
+    logged = MlflowClient(store.uri()).search_runs(
         [MlflowClient(store.uri()).get_experiment_by_name("exp").experiment_id])
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(logged) == 4 and all(r.info.status == "FINISHED" for r in logged)
 
 
 def test_champion_alias_moves_only_to_a_better_validation_accuracy(tiny_cfg, tiny_data):
     net, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
-    registered, runs = [], []
+    registered, run_ids = [], []
     for val_accuracy in (0.90, 0.95, 0.93, None):
-        with store.start("exp") as run_id:
+        with runs.start("exp") as run_id:
             registered.append(registry.register("digits", registry.log_model(net), val_accuracy))
-        runs.append(run_id)
+        run_ids.append(run_id)
     assert registered == [(1, True), (2, True), (3, False), (4, False)]
     champion = MlflowClient(store.uri()).get_model_version_by_alias("digits",
                                                                        registry.CHAMPION)
-    assert int(champion.version) == 2 and champion.run_id == runs[1]
+    assert int(champion.version) == 2 and champion.run_id == run_ids[1]
 
 
 def test_a_sweep_is_a_parent_run_and_a_record_its_jobs_read(tmp_path):
@@ -180,7 +180,7 @@ def test_a_stopped_sweep_ends_its_own_parent_runs_and_no_one_elses(tmp_path):
     mine = sweeps.open_sweep("exp", "mine", {}, [], tmp_path / "mine").parent_run_id
     client = store.connect()
     other = client.create_run(client.get_experiment_by_name("exp").experiment_id, tags={
-        sweeps.SWEEP_TAG: "parent", **store.owner(), "pipeline.pid": "1"}).info.run_id
-    assert sweeps.end_own(store.KILLED) == [mine]
+        sweeps.SWEEP_TAG: "parent", **runs.owner(), "pipeline.pid": "1"}).info.run_id
+    assert sweeps.end_own(runs.KILLED) == [mine]
     assert _run(mine).info.status == "KILLED"
     assert _run(other).info.status == "RUNNING"

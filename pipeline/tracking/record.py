@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.data.numpy_dataset import from_numpy
 from mlflow.exceptions import MlflowException
 
 from pipeline import config
@@ -23,8 +24,9 @@ DATA_ATTEMPTS = 3
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                              check=True)
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip()
@@ -38,8 +40,10 @@ def source_tags() -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
         changed = _git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PATHS)
         tags["git_dirty"] = str(bool(changed))
-    for env, tag in (("DVC_EXP_NAME", "dvc_exp_name"),
-                     ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev")):
+    for env, tag in (
+        ("DVC_EXP_NAME", "dvc_exp_name"),
+        ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev"),
+    ):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     return tags
@@ -62,8 +66,9 @@ def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) ->
     with warnings.catch_warnings():
         # MLflow registers its local source class twice and warns that a path is ambiguous.
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
-        dataset = mlflow.data.from_numpy(x, targets=y, source=source, name=f"mnist-{context}",
-                                         digest=meta["fingerprint"][:8])
+        dataset = from_numpy(
+            x, targets=y, source=source, name=f"mnist-{context}", digest=meta["fingerprint"][:8]
+        )
     for attempt in range(1, DATA_ATTEMPTS + 1):
         try:
             mlflow.log_input(dataset, context=context)

@@ -36,9 +36,11 @@ def log_model(model: Any) -> str:
     """
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.input_shape[-1]))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]))
-    info = mlflow.keras.log_model(model, name=MODEL_NAME, signature=signature,
-                                  pip_requirements=_requirements())
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]),
+    )
+    info = mlflow.keras.log_model(
+        model, name=MODEL_NAME, signature=signature, pip_requirements=_requirements()
+    )
     return info.model_uri
 
 
@@ -67,6 +69,8 @@ def load_model(model_uri: str) -> Any:
     try:
         return mlflow.keras.load_model(model_uri)
     except MlflowException as err:
-        raise store.TrackingError(f"cannot load {model_uri} from {store.uri()}: {err.message} "
-                                  "(train one with `dvc repro`, or pass a saved model: --model "
-                                  "models/model.keras)") from None
+        raise store.TrackingError(
+            f"cannot load {model_uri} from {store.uri()}: {err.message} "
+            "(train one with `dvc repro`, or pass a saved model: --model "
+            "models/model.keras)"
+        ) from None

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.time import get_current_time_millis
 
 from pipeline import files
-from pipeline.tracking import store
+from pipeline.tracking import runs, store
 
 RECORD = "sweep.json"
 SWEEP_TAG = "sweep"  # "parent" on a sweep's parent run
@@ -43,22 +43,30 @@ class Sweep:
         return cls(**json.loads((folder / RECORD).read_text()))
 
 
-def open_sweep(experiment: str, name: str, params: dict[str, str], swept: list[str],
-               folder: Path) -> Sweep:
+def open_sweep(
+    experiment: str, name: str, params: dict[str, str], swept: list[str], folder: Path
+) -> Sweep:
     """Create the store (once, before any job fans out) and a sweep's parent run; write its
     record into `folder` and return it."""
     try:
         with store.lock():
             client = store.connect()
             found = store.experiment_id(client, experiment)
-            store.end_orphans(client, found)
-            parent = client.create_run(found, run_name=name[:250], tags={
-                SWEEP_TAG: "parent", "sweep_dir": str(folder), **store.owner()})
-        client.log_batch(parent.info.run_id, params=[
-            Param(key, str(value)[:store.MAX_TAG]) for key, value in params.items()])
+            runs.end_orphans(client, found)
+            parent = client.create_run(
+                found,
+                run_name=name[:250],
+                tags={SWEEP_TAG: "parent", "sweep_dir": str(folder), **runs.owner()},
+            )
+        client.log_batch(
+            parent.info.run_id,
+            params=[Param(key, str(value)[: runs.MAX_TAG]) for key, value in params.items()],
+        )
     except MlflowException as err:
-        raise store.TrackingError(f"cannot open a sweep run in experiment {experiment!r} in "
-                                  f"the MLflow store {store.uri()}: {err.message}") from None
+        raise store.TrackingError(
+            f"cannot open a sweep run in experiment {experiment!r} in "
+            f"the MLflow store {store.uri()}: {err.message}"
+        ) from None
     sweep = Sweep(parent.info.run_id, experiment, swept)
     sweep.write(folder)
     return sweep
@@ -67,12 +75,17 @@ def open_sweep(experiment: str, name: str, params: dict[str, str], swept: list[s
 def latest(experiment: str) -> str:
     """The id of the newest sweep parent run in `experiment`."""
     store.connect()
-    found = mlflow.search_runs(experiment_names=[experiment], max_results=1,
-                               filter_string=f"tags.{SWEEP_TAG} = 'parent'",
-                               order_by=["attributes.start_time DESC"])
+    found = mlflow.search_runs(
+        experiment_names=[experiment],
+        max_results=1,
+        filter_string=f"tags.{SWEEP_TAG} = 'parent'",
+        order_by=["attributes.start_time DESC"],
+    )
     if found.empty:
-        raise store.TrackingError(f"no sweep in experiment {experiment!r} of {store.uri()}: "
-                                  "run one with `python -m pipeline.sweep -m train.epochs=5,10`")
+        raise store.TrackingError(
+            f"no sweep in experiment {experiment!r} of {store.uri()}: "
+            "run one with `python -m pipeline.sweep -m train.epochs=5,10`"
+        )
     return str(found["run_id"].iloc[0])
 
 
@@ -83,22 +96,33 @@ def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
         parent = client.get_run(parent_id)
     except MlflowException as err:
         raise store.TrackingError(f"no run {parent_id} in {store.uri()}: {err.message}") from None
-    runs = mlflow.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-                              order_by=["attributes.start_time ASC"])
-    return parent.data.tags, runs
+    jobs = mlflow.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return parent.data.tags, jobs
 
 
-def publish(parent_id: str, best_id: str | None, metrics: dict[str, float],
-            artifacts: list[Path], note: str) -> None:
+def publish(
+    parent_id: str,
+    best_id: str | None,
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    note: str,
+) -> None:
     """Put a sweep's report on its parent run (the note is the run's description in the UI)
     and tag the best child."""
     client = store.connect()
     if best_id:
         client.set_tag(best_id, BEST_TAG, "true")
         client.set_tag(parent_id, "best_run_id", best_id)
-    client.log_batch(parent_id, metrics=[Metric(key, value, get_current_time_millis(), 0)
-                                         for key, value in metrics.items()])
+    client.log_batch(
+        parent_id,
+        metrics=[
+            Metric(key, value, get_current_time_millis(), 0) for key, value in metrics.items()
+        ],
+    )
     client.set_tag(parent_id, "mlflow.note.content", note[:MAX_NOTE])
     for path in artifacts:
         client.log_artifact(parent_id, str(path))
@@ -113,12 +137,14 @@ def end_own(status: str) -> list[str]:
     """End with `status` the sweeps this process opened and has not ended (it is being
     stopped), found in the store by their owner tags; return their ids."""
     client = store.connect()
-    owner = store.owner()
-    mine = " and ".join(f"tags.`{key}` = '{value}'" for key, value in owner.items()
-                        if key != "pipeline.ray_node")
+    owner = runs.owner()
+    mine = " and ".join(
+        f"tags.`{key}` = '{value}'" for key, value in owner.items() if key != "pipeline.ray_node"
+    )
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    running = client.search_runs(experiments, f"attributes.status = 'RUNNING' and "
-                                 f"tags.{SWEEP_TAG} = 'parent' and {mine}")
+    running = client.search_runs(
+        experiments, f"attributes.status = 'RUNNING' and tags.{SWEEP_TAG} = 'parent' and {mine}"
+    )
     for run in running:
         end(run.info.run_id, status)
     return [run.info.run_id for run in running]

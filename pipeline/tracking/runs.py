@@ -1,0 +1,140 @@
+"""A run's lifecycle across stages: opened or resumed, ended FINISHED, FAILED or KILLED on
+the way out, and the runs a dead process left RUNNING marked KILLED."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from pipeline import Stopped, files
+from pipeline.tracking.store import TrackingError, connect, experiment_id, lock, uri
+
+log = logging.getLogger(__name__)
+
+KILLED = "KILLED"
+MAX_TAG = 5000  # MLflow refuses longer tag values
+
+
+@contextmanager
+def start(
+    experiment: str,
+    run_id: str | None = None,
+    *,
+    parent_id: str | None = None,
+    name: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Open a new run in `experiment` (a child of `parent_id` if given), or resume `run_id`;
+    yield its id.
+
+    The run ends FINISHED; FAILED with the error recorded in the `error` tag; or KILLED on
+    Ctrl-C or SIGTERM. Runs of this machine left RUNNING by a process that died (SIGKILL)
+    are marked KILLED first.
+    """
+    active = _open(experiment, run_id, parent_id, name, tags or {})
+    try:
+        yield active.info.run_id
+    except BaseException as err:
+        _end(err)
+        if isinstance(err, MlflowException):
+            raise TrackingError(
+                f"the MLflow store {uri()} failed during run {active.info.run_id}: {err.message}"
+            ) from None
+        raise
+    mlflow.end_run()
+
+
+def _open(
+    experiment: str, run_id: str | None, parent_id: str | None, name: str | None, tags: dict
+) -> mlflow.ActiveRun:
+    if run_id is None:
+        # An inherited MLFLOW_RUN_ID would make start_run resume someone else's run.
+        os.environ.pop("MLFLOW_RUN_ID", None)
+    try:
+        with lock():
+            client = connect()
+            if run_id:
+                return mlflow.start_run(run_id=run_id, tags=owner())
+            found = experiment_id(client, experiment)
+            end_orphans(client, found)
+            return mlflow.start_run(
+                experiment_id=found, run_name=name, parent_run_id=parent_id, tags=owner() | tags
+            )
+    except MlflowException as err:
+        raise _unopened(experiment, run_id, err) from None
+
+
+def _unopened(experiment: str, run_id: str | None, err: MlflowException) -> TrackingError:
+    what = f"run {run_id}" if run_id else f"a run in experiment {experiment!r}"
+    hints = []
+    if uri().startswith(("http://", "https://")):
+        hints.append(
+            "is the server up, and MLFLOW_TRACKING_URI right? Unset it to use the "
+            "project's own store"
+        )
+    if run_id:
+        hints.append(
+            "the model was trained against another store, or the store was reset: "
+            "retrain with `dvc repro -f train`, or `dvc exp run --no-run-cache`"
+        )
+    hint = f" ({'; or '.join(hints)})" if hints else ""
+    return TrackingError(f"cannot open {what} in the MLflow store {uri()}: {err.message}" + hint)
+
+
+def _end(err: BaseException) -> None:
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED, the error in its `error` tag.
+    If the store itself is what failed, say so and leave the run: a later start on this
+    machine marks it KILLED (`end_orphans`)."""
+    status = KILLED if isinstance(err, KeyboardInterrupt | Stopped) else "FAILED"
+    try:
+        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:MAX_TAG])
+        mlflow.end_run(status)
+    except MlflowException as store_err:
+        log.warning("could not mark the run %s in %s: %s", status, uri(), store_err.message)
+
+
+def owner() -> dict[str, str]:
+    """Tags naming the process that holds a run open (and its Ray node, in a Ray worker)."""
+    tags = {"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        tags["pipeline.ray_node"] = ray.util.get_node_ip_address()
+    return tags
+
+
+def end_orphans(client: MlflowClient, experiment: str) -> list[str]:
+    """Mark KILLED the runs of experiment id `experiment` that a process of this machine left
+    RUNNING when it died without a chance to end them (SIGKILL, a power cut); return their
+    ids. Runs of other machines, or with no owner recorded, are left as they are."""
+    host = socket.gethostname()
+    ended = []
+    for run in client.search_runs(
+        [experiment],
+        f"attributes.status = 'RUNNING' and tags.`pipeline.host` = '{host}'",
+        max_results=1000,
+    ):
+        pid = run.data.tags.get("pipeline.pid", "")
+        if pid.isdigit() and not files.alive(int(pid)):
+            client.set_tag(
+                run.info.run_id,
+                "error",
+                f"its process ({pid} on {host}) died "
+                "without ending the run, killed by SIGKILL or a crash",
+            )
+            client.set_terminated(run.info.run_id, KILLED)
+            ended.append(run.info.run_id)
+    if ended:
+        log.warning(
+            "marked KILLED %d run(s) left RUNNING by a process that died: %s",
+            len(ended),
+            ", ".join(ended),
+        )
+    return ended
