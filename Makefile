@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sweep test browser postgres bench ui server params lint remote
+.PHONY: help install run sweep check test test-all browser postgres bench ui server params remote
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ PIP := $(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraint
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,dev]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the project (pinned)
@@ -26,11 +26,11 @@ install: $(VENV)/.installed ## create .venv and install the project (pinned)
 # Beyond the solo install: the team's tracking server, and what the tests exercise (the
 # server and the optional launchers).
 $(VENV)/.installed-server: $(VENV)/.installed
-	$(PIP) -e '.[test,server]'
+	$(PIP) -e '.[test,dev,server]'
 	touch $@
 
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(PIP) -e '.[test,server,joblib,ray,slurm]'
+	$(PIP) -e '.[test,dev,server,joblib,ray,slurm]'
 	touch $@
 
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
@@ -39,7 +39,15 @@ run: install ## run the pipeline: dvc repro (download, preprocess, train, evalua
 sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256 (conf/grid/)
 	python -m pipeline.sweep -m grid=overfitting
 
-test: $(VENV)/.installed-extras browser postgres ## run the test suite (real MNIST: set MNIST_SOURCE when offline)
+check: install ## the gate CI runs first: ruff check, ruff format --check, mypy (pinned)
+	ruff check pipeline bench tests
+	ruff format --check pipeline bench tests
+	mypy pipeline bench
+
+test: $(VENV)/.installed ## the fast tests: no servers, browser or real-MNIST training
+	pytest -m "not e2e and not server and not browser"
+
+test-all: $(VENV)/.installed-extras browser postgres ## the whole test suite (real MNIST: set MNIST_SOURCE when offline)
 	pytest
 
 # Debian packages the tests use; where one cannot be installed, its tests say so and skip.
@@ -75,5 +83,3 @@ ui: install ## browse runs: the MLflow UI for ./mlflow.db on http://127.0.0.1:$(
 params: install ## recompose params.yaml from conf/ (never edit params.yaml by hand)
 	python -m pipeline.config
 
-lint: install ## ruff over the code
-	$(VENV)/bin/pip install --quiet ruff && ruff check pipeline tests

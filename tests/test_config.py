@@ -8,7 +8,7 @@ import yaml
 from pipeline import config
 from pipeline.config import ConfigError, Loss, Optimizer
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def test_params_yaml_is_what_conf_composes_to():
@@ -26,29 +26,40 @@ def test_defaults_are_the_notebooks():
 
 
 def test_overrides_are_applied_and_typed():
-    cfg = config.validate(config.compose(["train.epochs=10", "train.batch_size=64",
-                                          "train.loss=sparse_categorical_crossentropy"]), "x")
+    cfg = config.validate(
+        config.compose(
+            [
+                "train.epochs=10",
+                "train.batch_size=64",
+                "train.loss=sparse_categorical_crossentropy",
+            ]
+        ),
+        "x",
+    )
     assert (cfg.train.epochs, cfg.train.batch_size) == (10, 64)
     assert cfg.train.loss is Loss.sparse_categorical_crossentropy
 
 
-@pytest.mark.parametrize("override, key, says", [
-    ("train.epochs=abc", "train.epochs", "could not be converted to Integer"),
-    ("train.batch_size=32.5", "train.batch_size", "could not be converted to Integer"),
-    ("train.learning_rate=fast", "train.learning_rate", "could not be converted to Float"),
-    ("train.epochs=0", "train.epochs", "must be >= 1, got 0"),
-    ("train.epochs=-1", "train.epochs", "must be >= 1, got -1"),
-    ("train.batch_size=0", "train.batch_size", "must be >= 1, got 0"),
-    ("train.learning_rate=0", "train.learning_rate", "must be > 0"),
-    ("train.learning_rate=-0.1", "train.learning_rate", "must be > 0"),
-    ("train.validation_split=1", "train.validation_split", "must be in [0, 1)"),
-    ("train.validation_split=-0.1", "train.validation_split", "must be in [0, 1)"),
-    ("model.hidden_units=0", "model.hidden_units", "must be >= 1"),
-    ("train.optimizer=adamw", "train.optimizer", "expected one of [rmsprop, adam, sgd]"),
-    ("data.sha256=abc", "data.sha256", "64 lowercase hex digits"),
-    ("+typo=5", "typo", "unknown key 'typo'; known keys: data, model, train, tracking"),
-    ("+train.epocs=5", "train.epocs", "known keys under train: epochs, batch_size"),
-])
+@pytest.mark.parametrize(
+    "override, key, says",
+    [
+        ("train.epochs=abc", "train.epochs", "could not be converted to Integer"),
+        ("train.batch_size=32.5", "train.batch_size", "could not be converted to Integer"),
+        ("train.learning_rate=fast", "train.learning_rate", "could not be converted to Float"),
+        ("train.epochs=0", "train.epochs", "must be >= 1, got 0"),
+        ("train.epochs=-1", "train.epochs", "must be >= 1, got -1"),
+        ("train.batch_size=0", "train.batch_size", "must be >= 1, got 0"),
+        ("train.learning_rate=0", "train.learning_rate", "must be > 0"),
+        ("train.learning_rate=-0.1", "train.learning_rate", "must be > 0"),
+        ("train.validation_split=1", "train.validation_split", "must be in [0, 1)"),
+        ("train.validation_split=-0.1", "train.validation_split", "must be in [0, 1)"),
+        ("model.hidden_units=0", "model.hidden_units", "must be >= 1"),
+        ("train.optimizer=adamw", "train.optimizer", "expected one of [rmsprop, adam, sgd]"),
+        ("data.sha256=abc", "data.sha256", "64 lowercase hex digits"),
+        ("+typo=5", "typo", "unknown key 'typo'; known keys: data, model, train, tracking"),
+        ("+train.epocs=5", "train.epocs", "known keys under train: epochs, batch_size"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(override, key, says):
     with pytest.raises(ConfigError) as caught:
         config.compose([override])
@@ -74,10 +85,13 @@ def test_hand_edited_params_yaml_is_refused_before_any_work(tmp_path):
         config.load(params)
 
 
-@pytest.mark.parametrize("text, says", [
-    ("train: [unclosed", "is not valid YAML"),
-    ("- a list\n- not sections\n", "expected a mapping of config sections"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("train: [unclosed", "is not valid YAML"),
+        ("- a list\n- not sections\n", "expected a mapping of config sections"),
+    ],
+)
 def test_unreadable_params_yaml_says_how_to_regenerate(tmp_path, text, says):
     params = tmp_path / "params.yaml"
     params.write_text(text)
@@ -150,7 +164,8 @@ def test_a_key_missing_from_params_yaml_is_named(tmp_path):
     plain = config.compose()
     del plain["train"]["seed"]
     params.write_text(yaml.safe_dump(plain))
-    with pytest.raises(ConfigError, match=r"train\.seed is missing \(for example train\.seed=42\); regenerate"):
+    says = r"train\.seed is missing \(for example train\.seed=42\); regenerate"
+    with pytest.raises(ConfigError, match=says):
         config.load(params)
 
 

@@ -22,7 +22,8 @@ from PIL import Image
 
 from pipeline import config
 
-from .conftest import Project, sh, stop_processes_in
+from .helpers.processes import stop_processes_in
+from .helpers.project import Project, sh
 
 pytestmark = pytest.mark.e2e
 STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
@@ -45,7 +46,8 @@ def test_metrics_show_test_accuracy_and_the_overfitting_gap(project):
     metrics = json.loads((project.path / "reports/metrics.json").read_text())
     assert 0.93 < metrics["test_accuracy"] < 0.99
     assert metrics["overfitting_gap"] == pytest.approx(
-        metrics["train_accuracy"] - metrics["test_accuracy"])
+        metrics["train_accuracy"] - metrics["test_accuracy"]
+    )
     assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
     shown = project.sh("dvc", "metrics", "show", "--json")
     assert "test_accuracy" in shown
@@ -63,7 +65,7 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     assert run.data.metrics["overfitting_gap"] == pytest.approx(metrics["overfitting_gap"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     tags = run.data.tags
-    assert tags["data_fingerprint"] == config.Config().data.fingerprint
+    assert tags["data_fingerprint"] == config.defaults().data.fingerprint
     assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git_dirty"] in ("True", "False")
     assert tags.get("dvc_exp_name"), "the DVC experiment name is not on the run"
     datasets = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
@@ -71,11 +73,19 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     assert {d.digest for d in datasets.values()} == {tags["data_fingerprint"][:8]}
     assert json.loads(datasets["training"].profile)["features_shape"] == [60000, 784]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "history.csv", "metrics.json", "confusion_matrix.json",
-            "plots"} <= artifacts
+    assert {
+        "config.yaml",
+        "history.csv",
+        "metrics.json",
+        "confusion_matrix.json",
+        "plots",
+    } <= artifacts
     pictures = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert pictures == {"plots/learning_curves.png", "plots/confusion_matrix.png",
-                        "plots/misclassified.png"}
+    assert pictures == {
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+        "plots/misclassified.png",
+    }
     version = client.get_model_version_by_alias("mnist-dense", "champion")
     assert version.run_id == run.info.run_id
 
@@ -95,8 +105,14 @@ def test_second_repro_reruns_nothing(project):
 
 
 def test_a_key_no_stage_reads_is_still_refused(project):
-    done = subprocess.run(["dvc", "exp", "run", "-S", "+typo=5"], cwd=project.path,
-                          env=project.env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["dvc", "exp", "run", "-S", "+typo=5"],
+        cwd=project.path,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "unknown key 'typo'" in done.stdout + done.stderr
     assert _ran(done.stdout) == {"check_params"}
@@ -121,10 +137,23 @@ def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(project
     scanned = tmp_path / "seven-on-paper.png"  # black on white, 10 times the size
     Image.fromarray(255 - digits[0]).resize((280, 280), Image.Resampling.BILINEAR).save(scanned)
     (tmp_path / "empty.png").write_bytes(b"")
-    done = subprocess.run([sys.executable, "-m", "pipeline.predict", *map(str, pictures),
-                           str(tmp_path / "empty.png"), str(scanned),
-                           "--model", "models/model.keras"], cwd=project.path, env=project.env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.predict",
+            *map(str, pictures),
+            str(tmp_path / "empty.png"),
+            str(scanned),
+            "--model",
+            "models/model.keras",
+        ],
+        cwd=project.path,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1 and "empty.png: not an image" in done.stderr
     predicted = [int(line.split()[1]) for line in done.stdout.splitlines()]
     notebook = pd.read_csv(project.path / "reports/predictions.csv")["predicted"]
@@ -138,8 +167,9 @@ def _sweep_children(runs, parent):
 
 def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(project):
     lock = (project.path / "dvc.lock").read_text()
-    output = project.sh(sys.executable, "-m", "pipeline.sweep", "-m", "train.epochs=1",
-                        "train.batch_size=256,512")
+    output = project.sh(
+        sys.executable, "-m", "pipeline.sweep", "-m", "train.epochs=1", "train.batch_size=256,512"
+    )
     assert _ran(output) == set(), "the sweep prepared the data again"
     assert (project.path / "dvc.lock").read_text() == lock
     _, runs = project.runs()
@@ -158,21 +188,10 @@ def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tm
     clone = Project(tmp_path / "clone", project.env)
     sh(tmp_path, project.env, "git", "clone", "-q", str(project.path), str(clone.path))
     clone.sh("dvc", "cache", "dir", "--local", str(project.path / ".dvc/cache"))
-    clone.sh("dvc", "exp", "run", "--queue", "-S", "train.epochs=1",
-             "-S", "train.batch_size=64,256")
-    # Into a file, not a pipe: the workers it starts outlive it and would hold a pipe open.
-    with (tmp_path / "queue.log").open("w") as out:
-        subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=clone.path, env=project.env,
-                       stdout=out, stderr=subprocess.STDOUT, check=True, timeout=120)
-    try:
-        deadline = time.monotonic() + 480
-        while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
-            assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
-            time.sleep(2)
-    finally:  # the workers this test started, even one that `dvc queue stop` leaves idle
-        subprocess.run(["dvc", "queue", "stop"], cwd=clone.path, env=project.env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-        stop_processes_in(clone.path)
+    clone.sh(
+        "dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "-S", "train.batch_size=64,256"
+    )
+    status = _run_queue(clone, tmp_path / "queue.log")
     client, runs = clone.runs()
     assert sorted(r.data.params["train.batch_size"] for r in runs) == ["256", "64"], status
     shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
@@ -188,3 +207,34 @@ def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tm
         assert row["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
         assert row["train.batch_size"] == int(run.data.params["train.batch_size"])
         assert run.data.tags["dvc_exp_baseline_rev"] == head
+
+
+def _run_queue(clone: Project, log: Path) -> str:
+    """`dvc queue start -j 2` until nothing is queued or running; the last status."""
+    # Into a file, not a pipe: the workers it starts outlive it and would hold a pipe open.
+    with log.open("w") as out:
+        subprocess.run(
+            ["dvc", "queue", "start", "-j", "2"],
+            cwd=clone.path,
+            env=clone.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=120,
+        )
+    try:
+        deadline = time.monotonic() + 480
+        while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
+            assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
+            time.sleep(2)
+    finally:  # the workers this test started, even one that `dvc queue stop` leaves idle
+        subprocess.run(
+            ["dvc", "queue", "stop"],
+            cwd=clone.path,
+            env=clone.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
+        stop_processes_in(clone.path)
+    return status

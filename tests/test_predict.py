@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import PipelineError, predict, tracking, train
+from pipeline import PipelineError, predict, train
+from pipeline.tracking import registry, runs, store
 
-from .conftest import synthetic_digits
+from .helpers.data import synthetic_digits
 
 
 def _png(path, pixels: np.ndarray):
@@ -21,20 +22,22 @@ def _png(path, pixels: np.ndarray):
 def _digit(seed: int = 0) -> np.ndarray:
     """A 28x28 uint8 white-on-black 'digit': a thick stroke, away from the centre."""
     image = np.zeros((28, 28), dtype=np.uint8)
-    image[4:20, 6 + seed:10 + seed] = 255
+    image[4:20, 6 + seed : 10 + seed] = 255
     return image
 
 
 def test_a_28x28_white_on_black_image_is_used_as_it_is():
     pixels = _digit()
-    np.testing.assert_allclose(predict.from_image(Image.fromarray(pixels)),
-                               pixels.reshape(784) / 255)
+    np.testing.assert_allclose(
+        predict.from_image(Image.fromarray(pixels)), pixels.reshape(784) / 255
+    )
 
 
 def test_a_dark_digit_on_a_light_background_is_inverted():
     pixels = _digit()
-    np.testing.assert_allclose(predict.from_image(Image.fromarray(255 - pixels)),
-                               pixels.reshape(784) / 255, atol=1e-6)
+    np.testing.assert_allclose(
+        predict.from_image(Image.fromarray(255 - pixels)), pixels.reshape(784) / 255, atol=1e-6
+    )
 
 
 def test_a_large_photo_is_fitted_like_mnist_20x20_and_centred():
@@ -49,16 +52,19 @@ def test_a_large_photo_is_fitted_like_mnist_20x20_and_centred():
     assert mass.sum(axis=0) @ np.arange(28) == pytest.approx(13.5, abs=0.6)
 
 
-@pytest.mark.parametrize(("name", "make", "message"), [
-    ("notes.png", lambda p: p.write_text("not a picture"), "not an image Pillow can read"),
-    ("empty.png", lambda p: p.write_bytes(b""), "not an image Pillow can read"),
-    ("tiny.png", lambda p: _png(p, _digit()[:5, :5]), "5x5 pixels"),
-    ("blank.png", lambda p: _png(p, np.zeros((28, 28))), "the image is blank"),
-    ("labels.npy", lambda p: np.save(p, np.arange(10)), "shape (10,) holds no 28x28 images"),
-    ("labels.npz", lambda p: np.savez(p, y=np.arange(10)), "no array in it holds digit"),
-    ("broken.npz", lambda p: p.write_bytes(b"PK\x03\x04 broken"), "cannot read it"),
-    ("missing.png", lambda p: None, "no such file"),
-])
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("notes.png", lambda p: p.write_text("not a picture"), "not an image Pillow can read"),
+        ("empty.png", lambda p: p.write_bytes(b""), "not an image Pillow can read"),
+        ("tiny.png", lambda p: _png(p, _digit()[:5, :5]), "5x5 pixels"),
+        ("blank.png", lambda p: _png(p, np.zeros((28, 28))), "the image is blank"),
+        ("labels.npy", lambda p: np.save(p, np.arange(10)), "shape (10,) holds no 28x28 images"),
+        ("labels.npz", lambda p: np.savez(p, y=np.arange(10)), "no array in it holds digit"),
+        ("broken.npz", lambda p: p.write_bytes(b"PK\x03\x04 broken"), "cannot read it"),
+        ("missing.png", lambda p: None, "no such file"),
+    ],
+)
 def test_bad_inputs_say_which_file_and_what_is_wrong(tmp_path, name, make, message):
     path = tmp_path / name
     make(path)
@@ -72,7 +78,11 @@ def test_arrays_in_npz_and_npy_are_read_with_0_255_scaled(tmp_path):
     np.save(tmp_path / "flat.npy", images.reshape(2, 784) / 255)
     named = predict.read(tmp_path / "mnist-like.npz") + predict.read(tmp_path / "flat.npy")
     assert [name.rpartition("/")[2] for name, _ in named] == [
-        "mnist-like.npz:x_test[0]", "mnist-like.npz:x_test[1]", "flat.npy[0]", "flat.npy[1]"]
+        "mnist-like.npz:x_test[0]",
+        "mnist-like.npz:x_test[1]",
+        "flat.npy[0]",
+        "flat.npy[1]",
+    ]
     np.testing.assert_allclose(named[0][1], named[2][1])
     assert max(x.max() for _, x in named) == 1.0
 
@@ -81,13 +91,14 @@ def test_arrays_in_npz_and_npy_are_read_with_0_255_scaled(tmp_path):
 def champion(tiny_cfg, tmp_path):
     """A tiny model trained on synthetic digits, registered as the champion."""
     net, history = train.train(tiny_cfg, *synthetic_digits(400), verbose=0)
-    with tracking.start("exp"):
-        tracking.register("mnist-dense", tracking.log_model(net), 0.9)
+    with runs.start("exp"):
+        registry.register("mnist-dense", registry.log_model(net), 0.9)
     return net
 
 
-def test_predicts_each_good_input_and_reports_each_bad_one(champion, tmp_path, monkeypatch,
-                                                           capsys, caplog):
+def test_predicts_each_good_input_and_reports_each_bad_one(
+    champion, tmp_path, monkeypatch, capsys, caplog
+):
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the default registered name
     images, _ = synthetic_digits(3, seed=5)
     pixels = (images * 255).round().reshape(3, 28, 28)
@@ -103,7 +114,7 @@ def test_predicts_each_good_input_and_reports_each_bad_one(champion, tmp_path, m
 
 
 def test_an_unknown_model_says_how_to_get_one(tmp_path):
-    with pytest.raises(tracking.TrackingError, match="train one with `dvc repro`"):
+    with pytest.raises(store.TrackingError, match="train one with `dvc repro`"):
         predict.load("models:/nothing-here@champion")
     with pytest.raises(PipelineError, match="does not exist"):
         predict.load(str(tmp_path / "model.keras"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -12,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import config, download, files, preprocess
+from pipeline import download, preprocess
 
-from .conftest import break_deflate_stream, make_arrays
+from .helpers.data import KEYS, break_deflate_stream, make_arrays, write_raw_project
 
-KEYS = ("x_train", "y_train", "x_test", "y_test")
 PREPARED_FILES = ["meta.json", "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
 
 
@@ -53,8 +51,9 @@ def test_scale_flattens_to_float32_in_unit_range_keeping_pixel_order():
     assert scaled[0, 1] == pytest.approx(0.2)
     assert scaled[1, 28] == pytest.approx(0.4)
     assert scaled[0, 2] == 0.0
-    np.testing.assert_array_equal(np.rint(scaled * 255).astype(np.uint8).reshape(images.shape),
-                                  images)
+    np.testing.assert_array_equal(
+        np.rint(scaled * 255).astype(np.uint8).reshape(images.shape), images
+    )
 
 
 def test_prepare_scales_images_and_keeps_labels():
@@ -76,27 +75,34 @@ def test_prepare_scales_images_and_keeps_labels():
 def replace(key: str, value: np.ndarray):
     def mutate(arrays: dict[str, np.ndarray]) -> None:
         arrays[key] = value
+
     return mutate
 
 
 def set_label(key: str, index: int, label: int):
     def mutate(arrays: dict[str, np.ndarray]) -> None:
         arrays[key][index] = label
+
     return mutate
 
 
-@pytest.mark.parametrize("mutate, fragments", [
-    (replace("x_train", np.zeros((4, 28, 27), np.uint8)), ["x_train", "shape (4, 28, 27)"]),
-    (replace("x_test", np.zeros((3, 784), np.uint8)), ["x_test", "shape (3, 784)"]),
-    (replace("x_train", np.zeros((0, 28, 28), np.uint8)), ["x_train", "N > 0"]),
-    (replace("x_train", np.zeros((4, 28, 28), np.float32)), ["x_train", "dtype float32",
-                                                             "expected uint8"]),
-    (replace("y_test", np.zeros(3, np.int64)), ["y_test", "dtype int64", "expected uint8"]),
-    (set_label("y_train", 2, 10), ["y_train", "label 10", "expected labels 0-9"]),
-    (replace("y_train", np.zeros(3, np.uint8)), ["y_train", "shape (3,)", "(4,)", "x_train"]),
-    (replace("y_test", np.zeros((3, 1), np.uint8)), ["y_test", "shape (3, 1)", "(3,)"]),
-], ids=["x-28x27", "x-flat", "x-empty", "x-float32", "y-int64", "label-10", "y-shorter",
-        "y-2d"])
+@pytest.mark.parametrize(
+    "mutate, fragments",
+    [
+        (replace("x_train", np.zeros((4, 28, 27), np.uint8)), ["x_train", "shape (4, 28, 27)"]),
+        (replace("x_test", np.zeros((3, 784), np.uint8)), ["x_test", "shape (3, 784)"]),
+        (replace("x_train", np.zeros((0, 28, 28), np.uint8)), ["x_train", "N > 0"]),
+        (
+            replace("x_train", np.zeros((4, 28, 28), np.float32)),
+            ["x_train", "dtype float32", "expected uint8"],
+        ),
+        (replace("y_test", np.zeros(3, np.int64)), ["y_test", "dtype int64", "expected uint8"]),
+        (set_label("y_train", 2, 10), ["y_train", "label 10", "expected labels 0-9"]),
+        (replace("y_train", np.zeros(3, np.uint8)), ["y_train", "shape (3,)", "(4,)", "x_train"]),
+        (replace("y_test", np.zeros((3, 1), np.uint8)), ["y_test", "shape (3, 1)", "(3,)"]),
+    ],
+    ids=["x-28x27", "x-flat", "x-empty", "x-float32", "y-int64", "label-10", "y-shorter", "y-2d"],
+)
 def test_validate_names_the_array_and_the_problem(mutate, fragments):
     arrays = make_arrays()
     mutate(arrays)
@@ -120,7 +126,13 @@ def test_validate_accepts_mnist_shaped_arrays():
     arrays = make_arrays()
     arrays["y_train"][:] = [0, 9, 9, 0]  # the extreme labels are valid
 
-    preprocess.validate(arrays)  # no DataError
+    assert preprocess.validate(arrays) is None  # no DataError
+
+    prepared = preprocess.prepare(arrays)  # and they are prepared, labels as they were
+    np.testing.assert_array_equal(prepared["y_train"], [0, 9, 9, 0])
+    np.testing.assert_array_equal(prepared["y_test"], [1, 2, 8])
+    np.testing.assert_allclose(prepared["x_train"], expected_scaled(arrays["x_train"]))
+    assert prepared["x_train"].dtype == np.float32 and prepared["x_test"].shape == (3, 784)
 
 
 # ---------------------------------------------------------------- load_npz()
@@ -222,10 +234,7 @@ def test_load_npz_refuses_a_corrupt_compressed_file(tmp_path):
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A project folder with the real composed params.yaml and a synthetic raw npz."""
-    folder = tmp_path / "project"
-    (folder / "data" / "raw").mkdir(parents=True)
-    (folder / "params.yaml").write_text(config.dump(config.compose()))
-    np.savez(folder / "data" / "raw" / "mnist.npz", **make_arrays())
+    folder = write_raw_project(tmp_path / "project")
     monkeypatch.chdir(folder)
     return folder
 
@@ -246,8 +255,10 @@ def test_main_writes_the_prepared_cache_and_meta(project):
     assert preprocess.read_meta(prepared) == meta
     assert meta["train_samples"] == 4 and meta["test_samples"] == 3
     assert meta["fingerprint"] == download.fingerprint(arrays)
-    assert meta["fingerprint"] == hashlib.sha256(
-        b"".join(arrays[key].tobytes() for key in KEYS)).hexdigest()
+    assert (
+        meta["fingerprint"]
+        == hashlib.sha256(b"".join(arrays[key].tobytes() for key in KEYS)).hexdigest()
+    )
     assert meta["source"] == "data/raw/mnist.npz"
 
 
@@ -282,23 +293,3 @@ def test_main_refuses_a_bad_raw_file_and_leaves_nothing(project):
 
     prepared = project / "data" / "prepared"
     assert not prepared.exists() or os.listdir(prepared) == []
-
-
-def test_main_interrupted_mid_write_leaves_no_temp_file(project, monkeypatch):
-    real_save = np.save
-    saved: list[str] = []
-
-    def save_then_fill_the_disk(file, array, **kwargs):
-        if saved:  # the second file: half written, then the disk is full
-            Path(file).write_bytes(b"\x93NUMPY partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        saved.append(str(file))
-        real_save(file, array, **kwargs)
-
-    monkeypatch.setattr(np, "save", save_then_fill_the_disk)
-
-    with pytest.raises(files.WriteError, match=r"y_train.npy \(No space left on device\); "
-                       "nothing was written"):
-        preprocess.main()
-
-    assert os.listdir(project / "data" / "prepared") == ["x_train.npy"]

@@ -8,11 +8,8 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -25,82 +22,19 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.server import get_app_client
 
-from bench.sandbox import copy_project
 from pipeline import server as team_server
 
-from .conftest import answers, free_port, sh, write_prepared
-from .test_sweep import Sweep
+from .helpers.data import write_prepared
+from .helpers.project import copy_project, sh
+from .helpers.servers import Server, reachable_folder
+from .helpers.sweep import Sweep
 
-psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test does)")
+pytestmark = pytest.mark.server
+pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test-all does)")
 try:
     team_server.pg_program("initdb")
 except Exception as err:  # noqa: BLE001 - the reason is printed in the skip
-    pytest.skip(f"{err} (make test installs it)", allow_module_level=True)
-
-
-class Server:
-    """A `python -m pipeline.server` on a free loopback port, in a data folder of its own."""
-
-    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None,
-                 prefix: tuple[str, ...] = ()) -> None:
-        self.data, self.port, self.prefix = data, free_port(), prefix
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.log = data.parent / f"server-{self.port}.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "pipeline.server", "--data", str(data), "--port",
-                 str(self.port), "--workers", "1", *args], stdout=log, stderr=log,
-                env=os.environ | (env or {}), start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_up(self, timeout: float = 120) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the server exited:\n{self.output()[-3000:]}"
-            if self.answers():
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise AssertionError(f"no answer in {timeout} s:\n{self.output()[-3000:]}")
-
-    def answers(self) -> bool:
-        """Its /health answers, asked from where it runs (`prefix`: another network)."""
-        if self.prefix:
-            probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)"
-            return subprocess.run([*self.prefix, sys.executable, "-c", probe,
-                                   f"{self.uri}/health"], capture_output=True,
-                                  timeout=30).returncode == 0
-        return answers(f"{self.uri}/health", timeout=2)
-
-    def stop(self) -> int:
-        """SIGTERM, as a user's Ctrl-C or a service manager sends it; SIGKILL after 60 s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def database_up(self) -> bool:
-        return team_server.Postgres(self.data / "postgres").up()
-
-    def sql(self, query: str, *args: str) -> list[tuple]:
-        """Ask the cluster itself (its socket folder is line 5 of postmaster.pid)."""
-        socket_dir = (self.data / "postgres/postmaster.pid").read_text().splitlines()[4]
-        with psycopg.connect(host=socket_dir, user="mlflow", dbname="mlflow") as conn:
-            return conn.execute(query, args).fetchall()
-
-
-def reachable_folder(prefix: str) -> Path:
-    """A new folder in /tmp that the `postgres` user can reach when the tests run as root
-    (pytest's own temporary folders are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    folder.chmod(0o755)
-    return folder
+    pytest.skip(f"{err} (make test-all installs it)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -126,8 +60,15 @@ def shared():
 def test_dvc_repro_logs_params_epochs_and_the_model_to_the_server(shared, tmp_path):
     env = copy_project(tmp_path / "project") | {"MLFLOW_TRACKING_URI": shared.uri}
     project = tmp_path / "project"
-    sh(project, env, sys.executable, "-m", "pipeline.config", "train.epochs=2",
-       "tracking.experiment=team")
+    sh(
+        project,
+        env,
+        sys.executable,
+        "-m",
+        "pipeline.config",
+        "train.epochs=2",
+        "tracking.experiment=team",
+    )
     sh(project, env, "dvc", "repro")
     assert not (project / "mlflow.db").exists()  # nothing went to a local store
 
@@ -140,7 +81,8 @@ def test_dvc_repro_logs_params_epochs_and_the_model_to_the_server(shared, tmp_pa
     assert 0.95 < run.data.metrics["test_accuracy"] < 1
     assert "overfitting_gap" in run.data.metrics
     assert shared.sql("SELECT status FROM runs WHERE run_uuid = %s", run.info.run_id) == [
-        ("FINISHED",)]  # PostgreSQL holds it
+        ("FINISHED",)
+    ]  # PostgreSQL holds it
 
     # The model went through the server to its artifact folder, and comes back the same way.
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
@@ -153,10 +95,17 @@ def test_dvc_repro_logs_params_epochs_and_the_model_to_the_server(shared, tmp_pa
 
 
 def test_four_parallel_sweep_jobs_lose_nothing(shared, tmp_path, monkeypatch):
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="make test installs it")
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="make test-all installs it")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", shared.uri)
-    done = Sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-                 "train.epochs=2", "train.batch_size=16,32", "train.seed=1,2")
+    done = Sweep(
+        tmp_path,
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "train.epochs=2",
+        "train.batch_size=16,32",
+        "train.seed=1,2",
+    )
     assert done.returncode == 0, done.output[-3000:]
     assert not done.store_made
     children = done.children()
@@ -202,8 +151,9 @@ def test_runs_and_artifacts_outlive_a_restart(data_dir):
 def _get(uri: str, user: str | None = None, password: str | None = None) -> int:
     request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1")
     if user:
-        request.add_header("Authorization",
-                           "Basic " + b64encode(f"{user}:{password}".encode()).decode())
+        request.add_header(
+            "Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode()
+        )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status
@@ -211,12 +161,13 @@ def _get(uri: str, user: str | None = None, password: str | None = None) -> int:
         return err.code
 
 
-def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir,
-                                                                         monkeypatch):
+def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir, monkeypatch):
     refused = Server(data_dir, "--auth", env={team_server.PASSWORD_VARIABLE: ""})
     assert refused.proc.wait(60) == 1
-    assert f"--auth needs an admin password of 12 or more characters in " \
-           f"{team_server.PASSWORD_VARIABLE}" in refused.output()
+    assert (
+        f"--auth needs an admin password of 12 or more characters in "
+        f"{team_server.PASSWORD_VARIABLE}" in refused.output()
+    )
     assert not refused.database_up()
 
     password = "a long test password"
@@ -232,7 +183,8 @@ def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
         experiment = MlflowClient(guarded.uri).create_experiment("mnist")
         get_app_client("basic-auth", tracking_uri=guarded.uri).create_user(
-            "bob", "bob's own password")
+            "bob", "bob's own password"
+        )
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "bob's own password")
         client = MlflowClient(guarded.uri)
@@ -246,19 +198,37 @@ def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir
 
 
 def test_another_address_without_auth_is_refused(data_dir):
-    done = subprocess.run([sys.executable, "-m", "pipeline.server", "--data", str(data_dir),
-                           "--host", "10.11.12.13"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.server",
+            "--data",
+            str(data_dir),
+            "--host",
+            "10.11.12.13",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
-    assert "--host 10.11.12.13 would let anyone who reaches it read and change every run: " \
-           "add --auth" in done.stderr
+    assert (
+        "--host 10.11.12.13 would let anyone who reaches it read and change every run: "
+        "add --auth" in done.stderr
+    )
     assert not (data_dir / "postgres").exists()  # refused before anything was made
 
 
 def test_a_data_folder_that_is_not_a_cluster_is_left_alone(data_dir):
     (data_dir / "postgres").mkdir(parents=True)
     (data_dir / "postgres/notes.txt").write_text("mine")
-    done = subprocess.run([sys.executable, "-m", "pipeline.server", "--data", str(data_dir)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.server", "--data", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert f"{data_dir / 'postgres'} is not a PostgreSQL cluster, and not empty" in done.stderr
     assert [p.name for p in (data_dir / "postgres").iterdir()] == ["notes.txt"]
@@ -267,13 +237,14 @@ def test_a_data_folder_that_is_not_a_cluster_is_left_alone(data_dir):
 def _log_the_training_set(uri: str, prepared: str, barrier) -> str:
     """One job's first steps: open a run, then log the training set as its input."""
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    from pipeline import preprocess, tracking
+    from pipeline import preprocess
+    from pipeline.tracking import record, runs
 
     x, y = preprocess.load_split(Path(prepared), "train")
     meta = json.loads((Path(prepared) / preprocess.META).read_text())
-    with tracking.start("datasets") as run_id:
+    with runs.start("datasets") as run_id:
         barrier.wait(60)
-        tracking.log_data(x, y, meta, source=prepared, context="training")
+        record.data(x, y, meta, source=prepared, context="training")
     return run_id
 
 
@@ -285,8 +256,15 @@ def test_jobs_logging_the_same_new_dataset_at_once_all_keep_it(shared, tmp_path)
     with multiprocessing.Manager() as manager:
         barrier = manager.Barrier(jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs = list(pool.map(_log_the_training_set, [shared.uri] * jobs, [prepared] * jobs,
-                                 [barrier] * jobs, timeout=300))
+            runs = list(
+                pool.map(
+                    _log_the_training_set,
+                    [shared.uri] * jobs,
+                    [prepared] * jobs,
+                    [barrier] * jobs,
+                    timeout=300,
+                )
+            )
     client = MlflowClient(shared.uri)
     for run_id in runs:
         run = client.get_run(run_id)

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.sandbox import copy_project
-
-from .conftest import sh
+from .helpers.project import copy_project, sh
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from pipeline import config, train
 from pipeline.tracking import record, registry, runs, store, sweeps
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def _run(run_id: str):
@@ -79,8 +79,8 @@ def test_resuming_an_unknown_run_names_the_store_and_the_fix():
 
 def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
-                    "commit", "-q", "--allow-empty", "-m", "c"], check=True)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "c"], check=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-owls")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
@@ -89,8 +89,9 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
         record.configuration(cfg)
     run = _run(run_id)
     assert run.data.params == {k: str(v) for k, v in config.flatten(cfg).items()}
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
     assert run.data.tags["git_dirty"] == "False"
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
@@ -107,8 +108,7 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
 def test_dataset_is_a_run_input_with_digest_and_fingerprint(tiny_data):
     x, y = tiny_data
     with runs.start("exp") as run_id:
-        record.data(x, y, {"fingerprint": "f" * 64}, source="data/prepared",
-                          context="training")
+        record.data(x, y, {"fingerprint": "f" * 64}, source="data/prepared", context="training")
     run = _run(run_id)
     (entry,) = run.inputs.dataset_inputs
     assert entry.dataset.name == "mnist-training" and entry.dataset.digest == "f" * 8
@@ -135,17 +135,24 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
 
 def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
     """Four processes open the store at once, as `dvc queue start -j 4` does on a fresh clone."""
-    script = ("from pipeline.tracking import record, runs\n"
-              "with runs.start('exp'):\n"
-              "    record.metrics({'test_accuracy': 0.9})\n")
+    script = (
+        "from pipeline.tracking import record, runs\n"
+        "with runs.start('exp'):\n"
+        "    record.metrics({'test_accuracy': 0.9})\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["DVC_ROOT"] = str(tmp_path)
-    jobs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
-                             stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     errors = [job.communicate(timeout=120)[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0] * 4, errors
     logged = MlflowClient(store.uri()).search_runs(
-        [MlflowClient(store.uri()).get_experiment_by_name("exp").experiment_id])
+        [MlflowClient(store.uri()).get_experiment_by_name("exp").experiment_id]
+    )
     assert len(logged) == 4 and all(r.info.status == "FINISHED" for r in logged)
 
 
@@ -157,15 +164,15 @@ def test_champion_alias_moves_only_to_a_better_validation_accuracy(tiny_cfg, tin
             registered.append(registry.register("digits", registry.log_model(net), val_accuracy))
         run_ids.append(run_id)
     assert registered == [(1, True), (2, True), (3, False), (4, False)]
-    champion = MlflowClient(store.uri()).get_model_version_by_alias("digits",
-                                                                       registry.CHAMPION)
+    champion = MlflowClient(store.uri()).get_model_version_by_alias("digits", registry.CHAMPION)
     assert int(champion.version) == 2 and champion.run_id == run_ids[1]
 
 
 def test_a_sweep_is_a_parent_run_and_a_record_its_jobs_read(tmp_path):
     folder = tmp_path / "multirun" / "x"
-    sweep = sweeps.open_sweep("exp", "sweep train.epochs=1,2", {"train.epochs": "1,2"},
-                              ["train.epochs"], folder)
+    sweep = sweeps.open_sweep(
+        "exp", "sweep train.epochs=1,2", {"train.epochs": "1,2"}, ["train.epochs"], folder
+    )
     assert sweeps.Sweep.read(folder) == sweep
     assert (sweep.experiment, sweep.swept) == ("exp", ["train.epochs"])
     parent = _run(sweep.parent_run_id)
@@ -179,8 +186,10 @@ def test_a_sweep_is_a_parent_run_and_a_record_its_jobs_read(tmp_path):
 def test_a_stopped_sweep_ends_its_own_parent_runs_and_no_one_elses(tmp_path):
     mine = sweeps.open_sweep("exp", "mine", {}, [], tmp_path / "mine").parent_run_id
     client = store.connect()
-    other = client.create_run(client.get_experiment_by_name("exp").experiment_id, tags={
-        sweeps.SWEEP_TAG: "parent", **runs.owner(), "pipeline.pid": "1"}).info.run_id
+    other = client.create_run(
+        client.get_experiment_by_name("exp").experiment_id,
+        tags={sweeps.SWEEP_TAG: "parent", **runs.owner(), "pipeline.pid": "1"},
+    ).info.run_id
     assert sweeps.end_own(runs.KILLED) == [mine]
     assert _run(mine).info.status == "KILLED"
     assert _run(other).info.status == "RUNNING"

@@ -1,0 +1,79 @@
+"""Processes the tests start: waiting on them, stopping them, and what they listen on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a process started with start_new_session=True, and its group (a server and its
+    workers): SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+            return
+
+
+def kill_where(started_here: Callable[[Path], bool]) -> None:
+    """SIGKILL every process whose /proc entry `started_here` picks (Linux); one that ends
+    meanwhile, or is not ours to read, is passed over."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if started_here(proc):
+                    os.kill(int(proc.name), signal.SIGKILL)
+
+
+def stop_processes_in(folder: Path) -> None:
+    """Kill every process still running in `folder`: DVC's queue workers can outlive the
+    test that started them, and even `dvc queue stop`."""
+
+    def inside(proc: Path) -> bool:
+        cwd = (proc / "cwd").resolve(strict=True)
+        return cwd == folder or folder in cwd.parents
+
+    kill_where(inside)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, where every server a test starts listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str, timeout: float = 5) -> bool:
+    """Whether an HTTP server answers at `url` (any status but an error)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, what: str, timeout: float = 120.0, every: float = 0.2):
+    """Poll `predicate` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -1,0 +1,67 @@
+"""pipeline/plots.py: the pictures evaluate logs (learning curves, confusion matrix, the
+misclassified digits), against hand-made cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import evaluate, plots
+
+
+def test_misclassified_shows_each_wrong_digit_with_truth_and_answer():
+    images = np.repeat(np.arange(1, 6, dtype=np.float32)[:, None] / 10, 784, axis=1)
+    labels = np.array([7, 2, 1, 0, 4])
+    proba = np.full((5, 10), 0.01)
+    proba[np.arange(5), [7, 3, 1, 6, 4]] = 0.91  # digits 1 and 3 are wrong
+    figure = plots.misclassified(images, labels, proba)
+    (axes,) = figure.axes
+    assert [text.get_text() for text in axes.texts] == [
+        "#1: true 2\npredicted 3 (91%)",
+        "#3: true 0\npredicted 6 (91%)",
+    ]
+    mosaic = axes.images[0].get_array()
+    tiles = [mosaic[:28, :28], mosaic[:28, 32:60]]  # first row: the wrong digits, in order
+    assert [float(tile.min()) for tile in tiles] == [float(images[1, 0]), float(images[3, 0])]
+    assert [float(tile.max()) for tile in tiles] == [float(images[1, 0]), float(images[3, 0])]
+    assert "2 of 5 test digits misclassified" in figure.get_suptitle()
+
+
+def test_learning_curves_mark_the_final_gap():
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "accuracy": [0.9, 0.99],
+            "loss": [0.3, 0.1],
+            "val_accuracy": [0.92, 0.97],
+            "val_loss": [0.25, 0.12],
+            "train_val_gap": [-0.02, 0.02],
+        }
+    )
+    accuracy, loss = plots.learning_curves(history).axes
+    assert [t.get_text() for t in accuracy.texts] == ["gap +2.00 points"]
+    assert [line.get_label() for line in loss.lines] == ["train", "validation"]
+
+
+def test_the_pictures_are_written_as_pngs(tmp_path):
+    history = pd.DataFrame({"epoch": [1], "accuracy": [0.9], "loss": [0.3]})
+    labels = np.array([1, 2])
+    proba = np.eye(10)[[1, 3]]
+    written = plots.save_all(
+        tmp_path / "plots",
+        history,
+        evaluate.confusion_matrix(labels, proba.argmax(axis=1)),
+        np.zeros((2, 784)),
+        labels,
+        proba,
+    )
+    assert [p.name for p in written] == [
+        plots.LEARNING_CURVES,
+        plots.CONFUSION,
+        plots.MISCLASSIFIED,
+    ]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        p.name for p in written
+    ), "a temporary file was left behind"

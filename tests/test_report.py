@@ -1,0 +1,71 @@
+"""pipeline/report.py: a sweep's table, its best run and its markdown, from what
+`mlflow.search_runs` returns for the sweep's children."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline import report
+
+
+def _search_runs(rows: list[dict]) -> pd.DataFrame:
+    """What `mlflow.search_runs` returns for a sweep's children (params are strings)."""
+    start = pd.Timestamp("2026-11-21 10:00", tz="UTC")
+    return pd.DataFrame(
+        [
+            {
+                "run_id": f"r{i}",
+                "status": row.get("status", "FINISHED"),
+                "start_time": start,
+                "end_time": start + pd.Timedelta(seconds=10 * (i + 1)),
+                "tags.mlflow.runName": f"job {i}",
+                "params.train.seed": "42",
+                **{f"params.train.{k}": str(row[k]) for k in ("epochs", "batch_size") if k in row},
+                **{f"metrics.{k}": row[k] for k in report.METRICS if k in row},
+            }
+            for i, row in enumerate(rows)
+        ]
+    )
+
+
+def test_report_table_sorts_by_epochs_and_batch_and_best_is_chosen_on_validation():
+    runs = _search_runs(
+        [
+            {
+                "epochs": 10,
+                "batch_size": 64,
+                "train_accuracy": 0.99,
+                "val_accuracy": 0.97,
+                "test_accuracy": 0.99,
+                "overfitting_gap": 0.0,
+            },
+            {
+                "epochs": 5,
+                "batch_size": 128,
+                "train_accuracy": 0.98,
+                "val_accuracy": 0.98,
+                "test_accuracy": 0.97,
+                "overfitting_gap": 0.01,
+            },
+            {"status": "FAILED"},
+        ]
+    )
+    rows = report.table(runs)
+    assert rows[["epochs", "batch_size"]].astype(object).values.tolist() == [
+        [5, 128],
+        [10, 64],
+        [pd.NA, pd.NA],
+    ]
+    assert rows["time_s"].tolist() == [20.0, 10.0, 30.0]
+    assert "seed" not in rows, "a param every job shares is not a column"
+    assert report.best(rows)["run_id"] == "r1", "the best run is picked on test accuracy"
+    text = report.markdown(rows)
+    assert "| job 2 " in text and "FAILED" in text and "98.00" in text
+
+
+def test_report_shows_any_other_swept_param():
+    runs = _search_runs([{"epochs": 1, "batch_size": 8}, {"epochs": 1, "batch_size": 8}])
+    runs["params.train.optimizer"] = ["adam", "sgd"]
+    rows = report.table(runs)
+    assert rows["optimizer"].tolist() == ["adam", "sgd"]
+    assert report.best(rows) is None, "no run has a validation accuracy"
