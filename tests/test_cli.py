@@ -1,0 +1,58 @@
+"""What a person sees from an entry point: one line per error, an exit status per kind of
+stop, and the environment defaults that the user's own settings override."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import cli
+
+from .helpers import ROOT
+
+
+def _entry(body: str) -> subprocess.Popen:
+    """A process whose entry point is `cli.run` around `body` (the lines of a main())."""
+    code = "import os, time\nfrom pipeline import PipelineError, cli\ndef main():\n"
+    code += "".join(f"    {line}\n" for line in body.splitlines())
+    code += "cli.run(main)\n"
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_pipeline_error_is_one_line_and_exit_status_1():
+    done = _entry("raise PipelineError('train.epochs must be >= 1; set train.epochs=5')")
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 1
+    assert "error: train.epochs must be >= 1; set train.epochs=5" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("sig", "by", "code"), [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)]
+)
+def test_a_stop_is_one_line_naming_it_and_128_plus_the_signal(sig, by, code):
+    running = _entry("print('started', flush=True)\ntime.sleep(60)")
+    assert running.stdout.readline() == "started\n"
+    running.send_signal(sig)
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == code
+    assert f"stopped by {by}: nothing half-written was kept" in err
+    assert "Traceback" not in err
+
+
+def test_environment_defaults_yield_to_what_the_user_set(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    cli.environment()
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"

@@ -1,0 +1,52 @@
+"""Which store a run goes to: the project's own SQLite file, or MLFLOW_TRACKING_URI; created
+once even when parallel jobs open it together."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from mlflow import MlflowClient
+
+from pipeline.tracking import record, runs, store
+
+from .helpers import ROOT
+from .helpers.tracking import get_run
+
+
+def test_store_is_the_project_sqlite_file_with_artifacts_beside_it(tmp_path):
+    with runs.start("exp") as run_id:
+        record.document({"a": 1}, "a.json")
+    assert store.uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert (tmp_path / "mlflow.db").is_file()
+    assert get_run(run_id).info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    assert list((tmp_path / "mlartifacts").rglob("a.json"))
+
+
+def test_tracking_uri_env_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
+    assert store.uri() == f"sqlite:///{tmp_path}/other.db"
+
+
+def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
+    """Four processes open the store at once, as `dvc queue start -j 4` does on a fresh clone."""
+    script = (
+        "from pipeline.tracking import record, runs\n"
+        "with runs.start('exp'):\n"
+        "    record.metrics({'test_accuracy': 0.9})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["DVC_ROOT"] = str(tmp_path)
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    errors = [job.communicate(timeout=120)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0] * 4, errors
+    logged = MlflowClient(store.uri()).search_runs(
+        [MlflowClient(store.uri()).get_experiment_by_name("exp").experiment_id]
+    )
+    assert len(logged) == 4 and all(r.info.status == "FINISHED" for r in logged)
