@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -114,6 +116,18 @@ def deferred_stops() -> Iterator[None]:
 def check_stop() -> None:
     if _pending:
         raise _pending.pop()
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a child started in a session of its own (`start_new_session=True`) and its group
+    (a server and its workers): SIGTERM, then SIGKILL if it is still there after `grace`
+    seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+            return
 
 
 def quick_exit() -> None:

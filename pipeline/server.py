@@ -28,7 +28,6 @@ import pwd
 import secrets
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -315,20 +314,9 @@ def serve(args: argparse.Namespace) -> None:
             code = 0
             log.info("stopping the MLflow server")
         finally:
-            _stop_group(server)
+            cli.stop_group(server)  # the MLflow server and its workers
     if code != 0:
         raise PipelineError(f"the MLflow server exited with {code} (its messages are above)")
-
-
-def _stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to a process started in a session of its own and to its group (the MLflow
-    server and its workers), SIGKILL if it is still there after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait)
-            return
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,3 +56,15 @@ def test_environment_defaults_yield_to_what_the_user_set(monkeypatch):
     cli.environment()
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+
+
+def test_stop_group_kills_a_child_that_ignores_sigterm_after_the_grace():
+    ignores = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1)\n"
+    child = subprocess.Popen(
+        [sys.executable, "-u", "-c", ignores + "time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert child.stdout and child.stdout.readline() == b"1\n"  # it ignores SIGTERM from now
+    cli.stop_group(child, grace=1)
+    assert child.returncode == -signal.SIGKILL

@@ -13,9 +13,10 @@ import urllib.request
 import pytest
 
 from pipeline import ui
+from pipeline.cli import stop_group
 
 from .helpers import ROOT
-from .helpers.processes import free_port, stop_group
+from .helpers.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server]  # a real run, shown by a real MLflow server
 CHROMIUM = shutil.which("chromium")

@@ -13,17 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """Stop a process started with start_new_session=True, and its group (a server and its
-    workers): SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait)
-            return
-
-
 def kill_where(started_here: Callable[[Path], bool]) -> None:
     """SIGKILL every process whose /proc entry `started_here` picks (Linux); one that ends
     meanwhile, or is not ours to read, is passed over."""

@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from .processes import kill_where, stop_group
+from pipeline.cli import stop_group
+
+from .processes import kill_where
 
 HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 
