@@ -136,13 +136,13 @@ class Config:
     paths: PathsConfig = MISSING
 
 
-def check_bounds(node: Any, prefix: str = "") -> None:
+def _check_bounds(node: Any, prefix: str = "") -> None:
     """Every bounded field of a config, section by section; a ConfigError for the first value
     out of bounds, with an example from conf/'s own default."""
     for item in dataclasses.fields(node):
         value, key = getattr(node, item.name), f"{prefix}{item.name}"
         if dataclasses.is_dataclass(value):
-            check_bounds(value, f"{key}.")
+            _check_bounds(value, f"{key}.")
         elif "bound" in item.metadata and not item.metadata["bound"].ok(value):
             raise ConfigError(
                 f"{key} must be {item.metadata['bound'].rule}, got {value!r} "
@@ -175,7 +175,7 @@ def validate(raw: Any, source: str) -> Config:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
-        check_bounds(cfg)
+        _check_bounds(cfg)
     except ConfigKeyError as err:
         key = str(err.full_key)
         parent = key.rpartition(".")[0]
