@@ -104,6 +104,22 @@ def test_second_repro_reruns_nothing(project):
     assert "Data and pipelines are up to date" in output
 
 
+@pytest.mark.parametrize(
+    ("module", "stale"),
+    [("pipeline/plots.py", ["evaluate"]), ("pipeline/tracking/runs.py", ["train", "evaluate"])],
+)
+def test_an_edit_to_a_module_stales_exactly_the_stages_that_run_it(project, module, stale):
+    edited = project.path / module
+    original = edited.read_text()
+    edited.write_text(original + "# an edit\n")
+    try:
+        status = json.loads(project.sh("dvc", "status", "--json"))
+    finally:
+        edited.write_text(original)
+    assert sorted(status) == sorted(stale)
+    assert "up to date" in project.sh("dvc", "status")
+
+
 def test_a_key_no_stage_reads_is_still_refused(project):
     done = subprocess.run(
         ["dvc", "exp", "run", "-S", "+typo=5"],
