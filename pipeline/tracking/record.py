@@ -15,11 +15,11 @@ from mlflow.data.numpy_dataset import from_numpy
 from mlflow.exceptions import MlflowException
 
 from pipeline import config
+from pipeline.tracking import store
 
 # What defines a run besides params.yaml; dvc.lock, params.yaml and the stage outputs change
 # on every run, so they would make every run look dirty.
 SOURCE_PATHS = ("pipeline", "conf", "dvc.yaml", "pyproject.toml", "constraints.txt")
-DATA_ATTEMPTS = 3
 
 
 def _git(*args: str) -> str | None:
@@ -69,7 +69,7 @@ def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) ->
         dataset = from_numpy(
             x, targets=y, source=source, name=f"mnist-{context}", digest=meta["fingerprint"][:8]
         )
-    for attempt in range(1, DATA_ATTEMPTS + 1):
+    for attempt in range(1, store.ATTEMPTS + 1):
         try:
             mlflow.log_input(dataset, context=context)
             break
@@ -77,14 +77,9 @@ def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) ->
             # MLflow's SQL store looks the dataset up, then inserts it: jobs starting together
             # can all miss it, and all inserts but one then break the unique key. Another try
             # finds the one that was inserted and links it to this run.
-            if attempt == DATA_ATTEMPTS or not _duplicate_key(err):
+            if attempt == store.ATTEMPTS or not store.duplicate_key(err):
                 raise
     mlflow.set_tag("data_fingerprint", meta["fingerprint"])
-
-
-def _duplicate_key(err: MlflowException) -> bool:
-    message = str(err)
-    return "duplicate key value" in message or "UNIQUE constraint failed" in message
 
 
 def metrics(values: dict[str, float], step: int | None = None) -> None:

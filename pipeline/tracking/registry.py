@@ -8,6 +8,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
@@ -50,17 +51,31 @@ def register(name: str, model_uri: str, val_accuracy: float | None) -> tuple[int
     Return the version and whether it is the champion now."""
     client = store.connect()
     tags = {} if val_accuracy is None else {"val_accuracy": str(val_accuracy)}
-    with store.lock():  # one alias decision at a time, even from parallel jobs
+    with store.lock():  # one alias decision at a time on the local store
         version = mlflow.register_model(model_uri, name, tags=tags)
+        wins = _crown(client, name, version.version, val_accuracy)
+    return int(version.version), wins
+
+
+def _crown(client: MlflowClient, name: str, version: str, val_accuracy: float | None) -> bool:
+    """Move the `champion` alias to `version` if its validation accuracy beats the
+    champion's; whether it did. On a server, jobs that finish together can race to create
+    the alias: the losers try again against the winner's."""
+    for attempt in range(1, store.ATTEMPTS + 1):
         try:
             champion = client.get_model_version_by_alias(name, CHAMPION)
             best = float(champion.tags.get("val_accuracy", "-inf"))
         except MlflowException:  # no champion yet
             best = float("-inf")
-        wins = val_accuracy is not None and val_accuracy > best
-        if wins:
-            client.set_registered_model_alias(name, CHAMPION, version.version)
-    return int(version.version), wins
+        if val_accuracy is None or val_accuracy <= best:
+            return False
+        try:
+            client.set_registered_model_alias(name, CHAMPION, version)
+            return True
+        except MlflowException as err:
+            if attempt == store.ATTEMPTS or not store.duplicate_key(err):
+                raise
+    return False
 
 
 def load_model(model_uri: str) -> Any:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from pipeline import PipelineError
 
 LOCK_TIMEOUT_S = 120
+ATTEMPTS = 3  # of a write that parallel jobs can race on (see duplicate_key)
 
 
 class TrackingError(PipelineError):
@@ -83,3 +84,11 @@ def lock() -> Iterator[None]:
             f"waited {LOCK_TIMEOUT_S} s for {held.lock_file}, held by another "
             "pipeline process; is one stuck?"
         ) from None
+
+
+def duplicate_key(err: MlflowException) -> bool:
+    """Whether a write lost a race on a unique key. MLflow's SQL store looks a row up, then
+    inserts it (a dataset, a registry alias): jobs writing together can all miss it, and all
+    inserts but one then fail. Another try finds the row that won and goes on from there."""
+    message = str(err)
+    return "duplicate key value" in message or "UNIQUE constraint failed" in message
