@@ -112,6 +112,7 @@ def test_sweep_ranges_in_config_with_the_command_line_winning(tmp_path):
     ]
 
 
+@pytest.mark.e2e  # a whole 4-job sweep, end to end: slow (20 s)
 def test_a_failing_job_is_failed_the_others_still_log_and_the_sweep_exits_1(tmp_path):
     done = Sweep(tmp_path, "-m", "train.epochs=1", "train.seed=1,2,-1,3")
     assert done.returncode == 1
@@ -173,6 +174,7 @@ def test_the_submitit_launcher_runs_each_job_as_a_submitit_job_under_one_parent(
     assert done.parent.info.status == "FINISHED" and done.parent.data.metrics["jobs"] == 2
 
 
+@pytest.mark.e2e  # a whole run of the sweep's entry point, end to end: slow (13 s)
 def test_without_multirun_it_is_one_plain_run(tmp_path):
     done = Sweep(tmp_path, "train.epochs=1")
     assert done.returncode == 0, done.output[-3000:]
