@@ -120,8 +120,8 @@ class PathsConfig:
     raw: str = MISSING
     prepared: str = MISSING
     model: str = bounded("a path ending in .keras", lambda value: value.endswith(".keras"))
-    run: str = MISSING
     history: str = MISSING
+    environment: str = MISSING
     metrics: str = MISSING
     predictions: str = MISSING
     plots: str = MISSING

@@ -3,7 +3,8 @@
 Core: pure functions over predicted probabilities. `run(paths, net, history)` writes
 `metrics.json` (for `dvc metrics show`) and `predictions.csv` (one row per test digit, a DVC
 confusion plot) and logs them in the open MLflow run. `main()` loads the trained model and
-resumes the run that train opened; a sweep job passes the model it has just trained.
+resumes the run that trained it, found by the weights' digest; a sweep job passes the model
+it has just trained.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, cli, config, files, model, plots, preprocess
+from pipeline import cli, config, files, model, plots, preprocess, provenance
 from pipeline.tracking import record, runs, store
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,6 @@ def predictions_table(proba: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     )
 
 
-def _read_run(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise PipelineError(
-            f"cannot read the train stage's run record {path} ({err}); rerun `dvc repro train`"
-        ) from None
-
-
 def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
     """In the open MLflow run: predict the test set, write metrics and predictions to `paths`,
     log them; return the metrics."""
@@ -123,9 +115,21 @@ def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
 def main() -> None:
     cfg = config.load()
     paths = cfg.paths
-    trained = _read_run(Path(paths.run))
-    with runs.start(cfg.tracking.experiment, run_id=trained["run_id"]) as run_id:
-        net = model.load(Path(paths.model))
+    net = model.load(Path(paths.model))
+    digest = provenance.weights_digest(net.get_weights())
+    stage = {runs.STAGE_TAG: "train"}
+    # The run that trained these weights: the latest with their digest (DVC may have
+    # restored the model from its cache rather than retrain it, and then no new run exists).
+    trained = runs.find(cfg.tracking.experiment, stage | {record.WEIGHTS_TAG: digest})
+    if trained is None:
+        log.warning(
+            "no run in %s trained these weights (digest %s): recording into a new run",
+            store.uri(),
+            digest[:12],
+        )
+    with runs.start(cfg.tracking.experiment, trained, tags=stage) as run_id:
+        if trained is None:
+            record.weights(digest)
         run(paths, net, pd.read_csv(paths.history))
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id, store.uri())
 

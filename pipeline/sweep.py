@@ -39,7 +39,7 @@ from pipeline.tracking.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
-JOB_OUTPUTS = ("model", "run", "history", "metrics", "predictions", "plots")  # written per job
+JOB_OUTPUTS = ("model", "history", "environment", "metrics", "predictions", "plots")  # per job
 
 
 def prepare_data(cfg: config.Config) -> None:
@@ -164,7 +164,7 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
         )
         log.info("MLflow run %s, outputs in %s", run_id, out)
         net, history, model_uri = train.run(cfg, paths)
-        train.write_record(Path(paths.run), run_id, model_uri)
+        train.write_record(out / "run.json", run_id, model_uri)
         metrics = evaluate.run(paths, net, history)
     return metrics.get("val_accuracy")
 

@@ -2,7 +2,8 @@
 
 Core: `train(cfg, x, y, on_epoch)` seeds, builds and fits, and returns the model and its
 per-epoch history. `run(cfg, paths)` does that inside an MLflow run: it reads the prepared
-arrays, writes the model and the history CSV (a DVC plot), and logs them. `main()` opens a new
+arrays, writes the model, the history CSV (a DVC plot) and the environment it ran in, and
+logs them with the weights' digest. `main()` opens a new
 run for it, which evaluate later adds to; a sweep job (`pipeline.sweep`) opens a child run.
 """
 
@@ -18,7 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, cli, config, files, model, preprocess
+from pipeline import PipelineError, cli, config, files, model, preprocess, provenance
 from pipeline.tracking import record, registry, runs, store
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ EpochSink = Callable[[int, dict[str, float]], None]
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Collects one history row per epoch (metrics, train-validation gap, wall time)."""
+    """Collects one history row per epoch (metrics and the train-validation gap), and passes
+    it on with the epoch's wall time, which stays out of the history: the same inputs give the
+    same history, to the bit."""
 
     def __init__(self, on_epoch: EpochSink | None = None) -> None:
         super().__init__()
@@ -42,10 +45,9 @@ class EpochRecorder(keras.callbacks.Callback):
         row = {key: float(value) for key, value in (logs or {}).items()}
         if "val_accuracy" in row:
             row["train_val_gap"] = row["accuracy"] - row["val_accuracy"]
-        row["epoch_time_s"] = time.perf_counter() - self._started
         self.rows.append({"epoch": epoch + 1, **row})
         if self._on_epoch:
-            self._on_epoch(epoch + 1, row)
+            self._on_epoch(epoch + 1, row | {"epoch_time_s": time.perf_counter() - self._started})
 
 
 class Diverged(PipelineError):
@@ -109,12 +111,15 @@ def train(
 
 
 def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.DataFrame, str]:
-    """In the open MLflow run: log the config and data, train, write the model and history
-    to `paths`, log them; return the model, its history and its `models:/` URI."""
+    """In the open MLflow run: log the config, the data and the environment, train, write the
+    model, its history and the environment to `paths`, log them with the weights' digest;
+    return the model, its history and its `models:/` URI."""
     prepared = Path(paths.prepared)
     x, y = preprocess.load_split(prepared, "train")
     meta = preprocess.read_meta(prepared)
     record.configuration(cfg)
+    facts = provenance.environment()
+    record.environment(facts)
     record.data(x, y, meta, source=str(prepared), context="training")
     log.info(
         "training %d epochs of batch %d on %d samples",
@@ -123,9 +128,10 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
         len(x),
     )
     net, history = train(cfg, x, y, on_epoch=record.epoch)
-    with files.replacing(Path(paths.model), suffix=".keras") as tmp:
-        net.save(tmp)
+    record.weights(provenance.weights_digest(net.get_weights()))
+    model.save(net, Path(paths.model))
     files.write_text(Path(paths.history), history.to_csv(index=False))
+    files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
     record.artifacts([Path(paths.history)])
     model_uri = registry.log_model(net)
     final = history.iloc[-1]
@@ -148,17 +154,18 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
 
 
 def write_record(path: Path, run_id: str, model_uri: str) -> None:
-    """The run's id and model URI, for evaluate (and people) to find the run from the files."""
+    """The run's id and model URI, for people to find a sweep job's run from its folder."""
     record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": store.uri()}
     files.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def main() -> None:
     cfg = config.load()
-    with runs.start(cfg.tracking.experiment) as run_id:
+    # No file links the outputs to the run: they would differ on every run. Evaluate finds
+    # the run by the weights' digest.
+    with runs.start(cfg.tracking.experiment, tags={runs.STAGE_TAG: "train"}) as run_id:
         log.info("MLflow run %s", run_id)
-        _, _, model_uri = run(cfg, cfg.paths)
-        write_record(Path(cfg.paths.run), run_id, model_uri)
+        run(cfg, cfg.paths)
 
 
 if __name__ == "__main__":

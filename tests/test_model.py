@@ -39,6 +39,19 @@ def test_saved_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_p
     np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0))
 
 
+def test_the_same_model_saves_to_the_same_bytes(tiny_cfg, tiny_data, tmp_path):
+    """Keras stamps each save with its time and memory addresses; model.save does not."""
+    first, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
+    second, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
+    model.save(first, tmp_path / "first.keras")
+    model.save(second, tmp_path / "second.keras")
+    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()
+    loaded = model.load(tmp_path / "second.keras")
+    for a, b in zip(loaded.get_weights(), first.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.optimizer.iterations.numpy() == first.optimizer.iterations.numpy()
+
+
 def test_missing_model_names_the_file_and_the_fix(tmp_path):
     with pytest.raises(model.ModelError, match=r"model.keras does not exist.*dvc repro"):
         model.load(tmp_path / "model.keras")

@@ -1,10 +1,10 @@
-"""What a run holds, written into the active run that `store.start` opened: the resolved
-config, the data it read, per-epoch and final metrics, files, and where its code came from."""
+"""What a run holds, written into the active run that `runs.start` opened: the resolved
+config, the data it read, per-epoch and final metrics, files, and its provenance (where its
+code came from, what it ran on, the digest of the weights it made)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,46 +14,54 @@ import numpy as np
 from mlflow.data.numpy_dataset import from_numpy
 from mlflow.exceptions import MlflowException
 
-from pipeline import config
+from pipeline import config, provenance
 from pipeline.tracking import store
 
-# What defines a run besides params.yaml; dvc.lock, params.yaml and the stage outputs change
-# on every run, so they would make every run look dirty.
-SOURCE_PATHS = ("pipeline", "conf", "dvc.yaml", "pyproject.toml", "constraints.txt")
+# Tags and artifacts that `reproduce` reads back.
+WEIGHTS_TAG = "weights_digest"
+ENV_PREFIX = "env."
+DIFF_ARTIFACT = "source.diff"
+COMMIT_TAG = "mlflow.source.git.commit"
+DIRTY_TAG = "git_dirty"
+FINGERPRINT_TAG = "data_fingerprint"
+CONFIG_ARTIFACT = "config.yaml"
 
 
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
-def source_tags() -> dict[str, str]:
-    """Git commit, uncommitted code changes, and the DVC experiment this run belongs to."""
-    tags = {}
-    commit = _git("rev-parse", "HEAD")
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-        changed = _git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PATHS)
-        tags["git_dirty"] = str(bool(changed))
+def configuration(cfg: config.Config) -> None:
+    """The whole resolved config as flat params and the config file; where the code came
+    from (the commit, and the uncommitted changes as a patch to rebuild it with); and the DVC
+    experiment of this run."""
+    mlflow.log_params(config.flatten(cfg))
+    mlflow.log_dict(config.to_dict(cfg), CONFIG_ARTIFACT)
+    tags: dict[str, str] = {}
+    head = provenance.commit()
+    if head:
+        diff = provenance.source_diff()
+        tags |= {COMMIT_TAG: head, DIRTY_TAG: str(bool(diff))}
+        if diff:
+            mlflow.log_text(diff, DIFF_ARTIFACT)
     for env, tag in (
         ("DVC_EXP_NAME", "dvc_exp_name"),
         ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev"),
     ):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
-    return tags
+    mlflow.set_tags(tags)
 
 
-def configuration(cfg: config.Config) -> None:
-    """The whole resolved config: flat params, the config file, and source tags."""
-    mlflow.log_params(config.flatten(cfg))
-    mlflow.log_dict(config.to_dict(cfg), "config.yaml")
-    mlflow.set_tags(source_tags())
+def environment(facts: dict[str, str]) -> None:
+    """The environment that decides the numbers (`provenance.environment()`), as tags."""
+    mlflow.set_tags({ENV_PREFIX + name: value for name, value in facts.items()})
+
+
+def tags(values: dict[str, str]) -> None:
+    mlflow.set_tags(values)
+
+
+def weights(digest: str) -> None:
+    """The trained weights' digest (`provenance.weights_digest`), which evaluate finds the
+    run by."""
+    mlflow.set_tag(WEIGHTS_TAG, digest)
 
 
 def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) -> None:
@@ -79,7 +87,7 @@ def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) ->
             # finds the one that was inserted and links it to this run.
             if attempt == store.ATTEMPTS or not store.duplicate_key(err):
                 raise
-    mlflow.set_tag("data_fingerprint", meta["fingerprint"])
+    mlflow.set_tag(FINGERPRINT_TAG, meta["fingerprint"])
 
 
 def metrics(values: dict[str, float], step: int | None = None) -> None:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 KILLED = "KILLED"
 MAX_TAG = 5000  # MLflow refuses longer tag values
+STAGE_TAG = "dvc_stage"  # on the runs that `dvc repro` and `dvc exp run` open
 
 
 @contextmanager
@@ -50,6 +51,23 @@ def start(
             ) from None
         raise
     mlflow.end_run()
+
+
+def find(experiment: str, tags: dict[str, str]) -> str | None:
+    """The id of the latest FINISHED run of `experiment` that has all of `tags`, or None."""
+    with lock():
+        client = connect()
+        found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    hits = client.search_runs(
+        [found.experiment_id],
+        f"attributes.status = 'FINISHED' and {query}",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return hits[0].info.run_id if hits else None
 
 
 def _open(

@@ -1,0 +1,118 @@
+"""What a result is a function of, beyond its config and data: the code (git commit, and the
+uncommitted changes as a diff), the environment that decides the numbers, and a digest of
+the weights it produced. No MLflow here: `tracking.record` logs these, and `reproduce`
+compares them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+# What defines a run besides params.yaml; dvc.lock, params.yaml and the stage outputs change
+# on every run, so they would make every run look dirty.
+SOURCE_PATHS = ("pipeline", "conf", "dvc.yaml", "pyproject.toml", "constraints.txt")
+PACKAGES = ("numpy", "tensorflow", "keras")
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+# The instruction sets that pick TensorFlow's and oneDNN's kernels, so can change the numbers.
+ISA = (
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
+    "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+    "amx_bf16", "amx_int8",
+)  # fmt: skip
+
+
+def weights_digest(weights: Iterable[np.ndarray]) -> str:
+    """sha256 over the tensors (dtype, shape and values, in order): the same for the same
+    numbers however the file holding them was written. Pass `model.get_weights()`."""
+    digest = hashlib.sha256()
+    for tensor in weights:
+        array = np.ascontiguousarray(tensor)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _cpu() -> tuple[str, str]:
+    """The CPU's model name and which of `ISA` it has (Linux; elsewhere what Python knows)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown", "unknown"
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return fields.get("model name", "unknown"), " ".join(f for f in ISA if f in flags)
+
+
+def _onednn() -> str:
+    """TensorFlow's oneDNN kernels: on by default on x86-64 Linux, off with
+    TF_ENABLE_ONEDNN_OPTS=0."""
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower()
+    if value in ("0", "false"):
+        return "off"
+    if value in ("1", "true") or platform.machine() in ("x86_64", "AMD64"):
+        return "on"
+    return "default"
+
+
+def environment() -> dict[str, str]:
+    """The facts of this process that decide the numbers a training gives."""
+    import keras  # imported by whoever trains; the backend is Keras' own choice
+
+    backend = keras.backend.backend()
+    cpu, isa = _cpu()
+    facts = {"python": platform.python_version(), "keras_backend": backend}
+    facts |= {name: metadata.version(name) for name in PACKAGES}
+    if backend != "tensorflow":
+        facts[backend] = metadata.version(backend)
+    facts |= {"machine": platform.machine(), "cpu": cpu, "cpu_isa": isa, "onednn": _onednn()}
+    facts["cpus"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0)
+    facts |= {name.lower(): os.environ.get(name, "default") for name in THREAD_VARIABLES}
+    return facts
+
+
+def differences(recorded: Mapping[str, str], here: Mapping[str, str]) -> list[str]:
+    """Each fact that differs, as `name: recorded -> here`."""
+    return [
+        f"{name}: {recorded.get(name, 'unrecorded')} -> {here.get(name, 'unrecorded')}"
+        for name in sorted(recorded.keys() | here.keys())
+        if recorded.get(name) != here.get(name)
+    ]
+
+
+def _git(*args: str, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode in ok else None
+
+
+def commit(cwd: Path | None = None) -> str | None:
+    """The checked-out commit, or None outside a git repo."""
+    head = _git("rev-parse", "HEAD", cwd=cwd)
+    return head.strip() if head else None
+
+
+def source_diff(cwd: Path | None = None) -> str:
+    """The uncommitted changes to the source (`SOURCE_PATHS`), new files included, as one
+    patch that `git apply` replays on the commit: empty when the source is clean."""
+    patch = _git("diff", "HEAD", "--binary", "--", *SOURCE_PATHS, cwd=cwd) or ""
+    untracked = _git(
+        "ls-files", "--others", "--exclude-standard", "-z", "--", *SOURCE_PATHS, cwd=cwd
+    )
+    for name in filter(None, (untracked or "").split("\0")):
+        # `git diff --no-index` exits 1 when the files differ, as a new file always does.
+        patch += (
+            _git("diff", "--no-index", "--binary", "--", "/dev/null", name, cwd=cwd, ok=(1,)) or ""
+        )
+    return patch

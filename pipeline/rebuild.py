@@ -1,0 +1,45 @@
+"""Train once more from a recorded config and the raw data, with this checkout's code, and
+write what came out: the weights' digest, the per-epoch history and the environment.
+
+`python -m pipeline.rebuild CONFIG RAW OUT`. `pipeline.reproduce` runs it in a worktree at a
+run's commit, so the code that trains again is the code that trained the run; its arguments
+and its JSON are the contract between the two, kept as they are. No MLflow here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline import cli, config, files, preprocess, provenance
+
+
+def rebuild(cfg: config.Config, raw: Path) -> dict:
+    """Prepare `raw` as the preprocess stage does, train as the train stage does."""
+    from pipeline import train  # TensorFlow: once the arguments are known to be good
+
+    prepared = preprocess.prepare(preprocess.load_npz(raw))
+    net, history = train.train(cfg, prepared["x_train"], prepared["y_train"])
+    return {
+        "weights_digest": provenance.weights_digest(net.get_weights()),
+        "environment": provenance.environment(),
+        "history": history.to_dict(orient="records"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.rebuild", description=__doc__)
+    parser.add_argument("config", type=Path, help="a run's config.yaml")
+    parser.add_argument("raw", type=Path, help="the raw MNIST .npz it was trained on")
+    parser.add_argument("out", type=Path, help="where to write the result (JSON)")
+    args = parser.parse_args(argv)
+    cfg = config.validate(yaml.safe_load(args.config.read_text()), str(args.config))
+    files.write_text(args.out, json.dumps(rebuild(cfg, args.raw), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(lambda: main(sys.argv[1:]))
