@@ -78,7 +78,7 @@ def find_data(run: recorded.Recorded, scratch: Path) -> Path:
         ("the workspace", Path(raw)),
     ):
         if path is None or not path.is_file():
-            tried.append(f"{where} ({path or 'no entry in dvc.lock'}: none)")
+            tried.append(f"{where} ({path or 'the commit has no dvc.lock entry'}: not there)")
             continue
         try:
             download.verify(path, data.sha256, data.fingerprint)
@@ -86,7 +86,12 @@ def find_data(run: recorded.Recorded, scratch: Path) -> Path:
         except download.DownloadError as err:
             tried.append(f"{where} ({err})")
     dest = scratch / "mnist.npz"
-    sources = (os.environ.get(download.SOURCE_ENV), str(download.keras_cache()), data.url)
+    cache = download.keras_cache()
+    sources = (
+        os.environ.get(download.SOURCE_ENV),
+        str(cache) if cache.is_file() else "",
+        data.url,
+    )
     for source in filter(None, sources):
         try:
             download.obtain(dest, data, source=source, attempts=2)

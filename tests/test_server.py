@@ -93,6 +93,11 @@ def test_dvc_repro_logs_params_epochs_and_the_model_to_the_server(shared, tmp_pa
     x_test = np.load(project / "data/prepared/x_test.npy", mmap_mode="r")
     assert net.predict(np.asarray(x_test[:1]), verbose=0)[0].argmax() == 7
 
+    # Rebuilt from what the server recorded, bit for bit; the verdict goes back there.
+    rebuilt = sh(project, env, sys.executable, "-m", "pipeline.reproduce", run.info.run_id)
+    assert f"identical: run {run.info.run_id} rebuilt from commit" in rebuilt
+    assert client.get_run(run.info.run_id).data.tags["reproduced"] == "identical"
+
 
 def test_four_parallel_sweep_jobs_lose_nothing(shared, tmp_path, monkeypatch):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="make test-all installs it")

@@ -1,0 +1,159 @@
+"""Bit for bit, on real MNIST: a fresh copy rebuilds the committed results, and
+`python -m pipeline.reproduce` rebuilds a DVC experiment, a sweep job, a run made from
+uncommitted code, and names what differs in the environment; it touches nothing else."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import provenance
+
+from .helpers.processes import wait_for
+from .helpers.project import Project
+
+pytestmark = pytest.mark.e2e
+REPRODUCE = (sys.executable, "-m", "pipeline.reproduce")
+
+
+def test_a_fresh_copy_rebuilds_the_committed_results_bit_for_bit(tmp_path):
+    copy = Project.copy(tmp_path / "project")
+    copy.sh("dvc", "repro")
+    changed = copy.sh("git", "status", "--porcelain")
+    if changed:
+        committed = json.loads(copy.sh("git", "show", "HEAD:reports/environment.json"))
+        here = json.loads((copy.path / "reports/environment.json").read_text())
+        differs = provenance.differences(committed, here)
+        assert differs, f"same environment, other results:\n{copy.sh('git', 'diff')[-3000:]}"
+        pytest.skip(f"this machine is not the one dvc.lock was made on ({'; '.join(differs)})")
+
+    # A module changed without changing what train makes: evaluate does not rerun.
+    with (copy.path / "pipeline/model.py").open("a") as source:
+        source.write("# a comment changes the code, not the model\n")
+    rerun = copy.sh("dvc", "repro")
+    assert "Running stage 'train'" in rerun and "Running stage 'evaluate'" not in rerun
+    assert copy.sh("git", "status", "--porcelain") == " M dvc.lock\n M pipeline/model.py\n"
+    locked = (copy.path / "dvc.lock").read_text()
+    copy.sh("dvc", "repro", "-f")
+    assert (copy.path / "dvc.lock").read_text() == locked
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Project:
+    """A copy of the project after `dvc exp run -S train.epochs=1` (version 1 of the model)."""
+    lab = Project.copy(tmp_path_factory.mktemp("reproducible") / "project")
+    lab.sh("dvc", "exp", "run", "-S", "train.epochs=1")
+    return lab
+
+
+def _latest(lab: Project):
+    client, runs = lab.runs()
+    return client, [r for r in runs if "reproduces" not in r.data.tags][-1]
+
+
+def _reproduce(lab: Project, ref: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*REPRODUCE, ref], cwd=lab.path, env=lab.env | env, capture_output=True, text=True
+    )
+
+
+def test_a_dvc_experiment_is_reproduced_identical_and_nothing_else_changes(lab):
+    client, run = _latest(lab)
+    before = {name: (lab.path / name).read_bytes() for name in ("params.yaml", "dvc.lock")}
+    status = lab.sh("git", "status", "--porcelain")
+
+    done = _reproduce(lab, "models:/mnist-dense/1")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdict = f"identical: run {run.info.run_id} rebuilt from commit "
+    assert done.stdout.startswith(verdict), done.stdout
+    assert "weights digest" in done.stdout and "1 epochs of accuracy, loss" in done.stdout
+    assert done.stdout.endswith("environment: the same\n")
+    original = client.get_run(run.info.run_id)
+    assert original.data.tags["reproduced"] == "identical"
+    reproduction = client.get_run(original.data.tags["reproduced_by"])
+    assert reproduction.data.tags["reproduces"] == run.info.run_id
+    assert reproduction.info.status == "FINISHED"
+    assert reproduction.data.tags["weights_digest"] == original.data.tags["weights_digest"]
+    assert {name: (lab.path / name).read_bytes() for name in before} == before
+    assert lab.sh("git", "status", "--porcelain") == status
+    assert len(lab.sh("git", "worktree", "list").splitlines()) == 1
+    assert len(client.search_model_versions("name = 'mnist-dense'")) == 1
+
+
+def test_a_sweep_job_is_reproduced_identical(lab):
+    lab.sh(sys.executable, "-m", "pipeline.sweep", "train.epochs=1", "train.batch_size=256")
+    _, job = _latest(lab)
+    assert "hydra_output_dir" in job.data.tags
+
+    done = _reproduce(lab, job.info.run_id)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith(f"identical: run {job.info.run_id}"), done.stdout
+
+
+def test_other_threads_and_onednn_off_are_named_whether_or_not_the_weights_differ(lab):
+    changed = {"TF_NUM_INTRAOP_THREADS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.train"], cwd=lab.path, env=lab.env | changed, check=True
+    )
+    _, run = _latest(lab)
+
+    done = _reproduce(lab, run.info.run_id)
+
+    verdict = "identical" if done.returncode == 0 else "diverged"
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    assert done.stdout.startswith(f"{verdict}: run {run.info.run_id}"), done.stdout
+    assert done.stdout.endswith(
+        "environment differs: onednn: off -> on; tf_num_intraop_threads: 1 -> default\n"
+    )
+
+
+def test_a_run_of_uncommitted_code_is_rebuilt_from_its_recorded_diff(lab):
+    module = lab.path / "pipeline" / "model.py"
+    committed = module.read_text()
+    softmax = 'keras.layers.Dense(NUM_CLASSES, activation="softmax")'
+    assert softmax in committed
+    module.write_text(committed.replace(softmax, softmax[:-1] + ", use_bias=False)"))
+    try:
+        lab.sh(sys.executable, "-m", "pipeline.train")
+    finally:
+        module.write_text(committed)
+    client, run = _latest(lab)
+    assert run.data.tags["git_dirty"] == "True"
+
+    done = _reproduce(lab, run.info.run_id)
+
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "with its recorded diff" in done.stdout and done.stdout.startswith("identical")
+    assert module.read_text() == committed
+
+
+def test_sigterm_removes_the_worktree_and_kills_the_reproduction(lab, tmp_path):
+    client, run = _latest(lab)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    log = tmp_path / "reproduce.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*REPRODUCE, run.info.run_id],
+            cwd=lab.path,
+            env=lab.env | {"TMPDIR": str(scratch)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        worktrees = lambda: len(lab.sh("git", "worktree", "list").splitlines())  # noqa: E731
+        wait_for(lambda: worktrees() == 2, "the worktree", timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143, log.read_text()[-3000:]
+    finally:
+        process.kill()
+    assert "stopped by SIGTERM" in log.read_text()
+    assert worktrees() == 1 and list(scratch.iterdir()) == []
+    reproductions = [r for r in lab.runs()[1] if r.data.tags.get("reproduces") == run.info.run_id]
+    assert reproductions[-1].info.status == "KILLED"
