@@ -134,7 +134,8 @@ def rebuild(tree: Path, run: recorded.Recorded, raw: Path, scratch: Path) -> dic
         str(raw.resolve()),
         str(out),
     ]
-    worker = subprocess.Popen(command, cwd=tree, start_new_session=True)
+    # Its progress goes to stderr with the log lines: stdout is the verdict.
+    worker = subprocess.Popen(command, cwd=tree, stdout=sys.stderr, start_new_session=True)
     try:
         status = worker.wait()
     finally:
@@ -159,8 +160,8 @@ def compare(history: dict[str, dict[int, float]], digest: str, rebuilt: dict) ->
             False,
             f"weights digest {digest[:12]} recorded, {rebuilt['weights_digest'][:12]} rebuilt",
         )
-    metrics = ", ".join(sorted(history))
-    return True, f"weights digest {digest[:12]} and {len(epochs)} epochs of {metrics} equal"
+    count = f"{len(epochs)} epoch{'s' * (len(epochs) != 1)}"
+    return True, f"weights digest {digest[:12]} and {count} of {', '.join(sorted(history))} equal"
 
 
 def reproduce(ref: str) -> bool:
