@@ -133,6 +133,11 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     files.write_text(Path(paths.history), history.to_csv(index=False))
     files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
     record.artifacts([Path(paths.history)])
+    return net, history, register(cfg, net, history)
+
+
+def register(cfg: config.Config, net: keras.Model, history: pd.DataFrame) -> str:
+    """Log the model in the open run and register it, @champion if it wins; its URI."""
     model_uri = registry.log_model(net)
     final = history.iloc[-1]
     val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
@@ -150,7 +155,7 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     else:
         verdict = f"@{registry.CHAMPION} stays on a version with higher validation accuracy"
     log.info("registered as %s version %d: %s", name, version, verdict)
-    return net, history, model_uri
+    return model_uri
 
 
 def write_record(path: Path, run_id: str, model_uri: str) -> None:

@@ -85,6 +85,26 @@ def _artifact(run: Run, name: str) -> str | None:
         return None
 
 
+def _environment(tags: dict[str, str]) -> dict[str, str]:
+    prefix = record.ENV_PREFIX
+    return {
+        key.removeprefix(prefix): value for key, value in tags.items() if key.startswith(prefix)
+    }
+
+
+def _diff(run: Run) -> str:
+    """The uncommitted source changes the run ran with: empty when it ran clean."""
+    if run.data.tags[record.DIRTY_TAG] != "True":
+        return ""
+    diff = _artifact(run, record.DIFF_ARTIFACT)
+    if not diff:
+        raise TrackingError(
+            f"run {run.info.run_id} ran uncommitted source changes, but their diff "
+            f"({record.DIFF_ARTIFACT}) is not in the run: it cannot be rebuilt"
+        )
+    return diff
+
+
 def read(run: Run) -> Recorded:
     """The provenance of a FINISHED run; a TrackingError saying what is missing otherwise."""
     run_id, tags = run.info.run_id, run.data.tags
@@ -95,11 +115,7 @@ def read(run: Run) -> Recorded:
             "result to compare a rebuild with; reproduce a FINISHED run"
         )
     missing = [what for tag, what in REQUIRED.items() if tag not in tags]
-    environment = {
-        key.removeprefix(record.ENV_PREFIX): value
-        for key, value in tags.items()
-        if key.startswith(record.ENV_PREFIX)
-    }
+    environment = _environment(tags)
     if not environment:
         missing.append("environment (env.* tags)")
     config = _artifact(run, record.CONFIG_ARTIFACT)
@@ -110,20 +126,12 @@ def read(run: Run) -> Recorded:
             f"run {run_id} was made before runs recorded their provenance: it has no "
             f"{', '.join(missing)}; train it again with this code and reproduce the new run"
         )
-    diff = ""
-    if tags[record.DIRTY_TAG] == "True":
-        diff = _artifact(run, record.DIFF_ARTIFACT) or ""
-        if not diff:
-            raise TrackingError(
-                f"run {run_id} ran uncommitted source changes, but their diff "
-                f"({record.DIFF_ARTIFACT}) is not in the run: it cannot be rebuilt"
-            )
     return Recorded(
         run_id=run_id,
         name=run.info.run_name or run_id,
         experiment=connect().get_experiment(run.info.experiment_id).name,
         commit=tags[record.COMMIT_TAG],
-        diff=diff,
+        diff=_diff(run),
         weights_digest=tags[record.WEIGHTS_TAG],
         fingerprint=tags[record.FINGERPRINT_TAG],
         config=yaml.safe_load(config),
