@@ -153,7 +153,7 @@ def register(cfg: config.Config, net: keras.Model, history: pd.DataFrame) -> str
     elif val_accuracy is None:
         verdict = "no validation accuracy, so never the champion"
     else:
-        verdict = f"@{registry.CHAMPION} stays on a version with higher validation accuracy"
+        verdict = f"@{registry.CHAMPION} stays on a version at least as good on validation"
     log.info("registered as %s version %d: %s", name, version, verdict)
     return model_uri
 
