@@ -223,6 +223,10 @@ def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tm
         assert row["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
         assert row["train.batch_size"] == int(run.data.params["train.batch_size"])
         assert run.data.tags["dvc_exp_baseline_rev"] == head
+        # A queued experiment runs in a copy of its own, yet records the baseline commit and
+        # a clean source (the params it changes are not source): `reproduce` can rebuild it.
+        assert run.data.tags["mlflow.source.git.commit"] == head
+        assert run.data.tags["git_dirty"] == "False"
 
 
 def _run_queue(clone: Project, log: Path) -> str:
