@@ -152,8 +152,8 @@ def compare(history: dict[str, dict[int, float]], digest: str, rebuilt: dict) ->
         return False, f"{len(epochs)} epochs recorded, {len(rebuilt['history'])} rebuilt"
     for row in rebuilt["history"]:
         for key, value in row.items():
-            if key != "epoch" and history.get(key, {}).get(row["epoch"]) != value:
-                was = history.get(key, {}).get(row["epoch"])
+            was = history.get(key, {}).get(row["epoch"])
+            if key != "epoch" and was != value:
                 return False, f"epoch {row['epoch']} {key}: {was!r} recorded, {value!r} rebuilt"
     if digest != rebuilt["weights_digest"]:
         return (
