@@ -53,6 +53,11 @@ class Optimizer(enum.Enum):
     sgd = "sgd"
 
 
+class Monitor(enum.Enum):
+    val_loss = "val_loss"
+    val_accuracy = "val_accuracy"
+
+
 class Loss(enum.Enum):
     categorical_crossentropy = "categorical_crossentropy"
     sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
@@ -98,6 +103,14 @@ class ModelConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    enabled: bool = MISSING
+    monitor: Monitor = MISSING
+    patience: int = at_least(1)
+    min_delta: float = bounded(">= 0", lambda value: value >= 0)
+
+
+@dataclass
 class TrainConfig:
     epochs: int = at_least(1)
     batch_size: int = at_least(1)
@@ -107,6 +120,8 @@ class TrainConfig:
     validation_split: float = bounded("in [0, 1)", lambda value: 0 <= value < 1)
     seed: int = at_least(0)
     steps_per_execution: int = at_least(1)
+    train_sample: int = at_least(0)
+    early_stopping: EarlyStoppingConfig = MISSING
 
 
 @dataclass
@@ -150,6 +165,17 @@ def _check_bounds(node: Any, prefix: str = "") -> None:
             )
 
 
+def _check_rules(cfg: Config) -> None:
+    """What no single value decides."""
+    if cfg.train.early_stopping.enabled and cfg.train.validation_split == 0:
+        raise ConfigError(
+            "train.early_stopping.enabled=true monitors validation, but "
+            "train.validation_split=0 holds no digits back: set train.validation_split "
+            f"(for example train.validation_split={_default('train.validation_split')}), or "
+            "train.early_stopping.enabled=false"
+        )
+
+
 def _default(key: str) -> Any:
     node: Any = _composed(())
     for part in key.split("."):
@@ -176,6 +202,7 @@ def validate(raw: Any, source: str) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
         _check_bounds(cfg)
+        _check_rules(cfg)
     except ConfigKeyError as err:
         key = str(err.full_key)
         parent = key.rpartition(".")[0]

@@ -17,19 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, config, files, model, plots, preprocess, provenance
+from pipeline import cli, config, files, model, overfitting, plots, preprocess, provenance
 from pipeline.tracking import record, runs, store
 
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 1024
 SHOWN = 10  # the notebook looks at the first test digits
-
-
-def cross_entropy(proba: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean categorical cross-entropy, clipped as Keras clips it."""
-    picked = proba[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(picked, eps, 1 - eps))))
+PER_CLASS = "test_accuracy_by_digit"
 
 
 def confusion_matrix(
@@ -50,7 +45,7 @@ def summarize(
     test_accuracy = float(np.mean(predicted == labels))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     metrics = {
-        "test_loss": cross_entropy(proba, labels),
+        "test_loss": model.cross_entropy(proba, labels),
         "test_accuracy": test_accuracy,
         "train_accuracy": train_accuracy,
         "overfitting_gap": train_accuracy - test_accuracy,
@@ -70,32 +65,74 @@ def predictions_table(proba: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     )
 
 
-def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
-    """In the open MLflow run: predict the test set, write metrics and predictions to `paths`,
-    log them; return the metrics."""
-    prepared = Path(paths.prepared)
-    x, y = preprocess.load_split(prepared, "test")
-    meta = preprocess.read_meta(prepared)
-    proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)
-    metrics, matrix = summarize(proba, y, float(history["accuracy"].iloc[-1]))
-    if "val_accuracy" in history:
-        metrics["val_accuracy"] = float(history["val_accuracy"].iloc[-1])
-    table = predictions_table(proba, y)
-    files.write_text(Path(paths.metrics), json.dumps(metrics, indent=2) + "\n")
-    files.write_text(Path(paths.predictions), table.to_csv(index=False))
-    record.data(x, y, meta, source=str(prepared), context="testing")
-    # val_accuracy is already in the run, per epoch.
-    record.metrics(
-        {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "val_accuracy")}
-        | {f"test_accuracy_{digit}": acc for digit, acc in metrics["per_class_accuracy"].items()}
-    )
+def trained_accuracy(net: Any, prepared: Path, validation_split: float) -> float:
+    """The final model's accuracy on the digits it trained on: not Keras' running mean over
+    the last epoch, which lags behind the model."""
+    x, y = preprocess.load_split(prepared, "train")
+    part = model.training_part(len(x), validation_split)
+    proba = net.predict(x[:part], batch_size=PREDICT_BATCH, verbose=0)
+    return float(np.mean(proba.argmax(axis=1) == y[:part]))
+
+
+def located(history: pd.DataFrame) -> dict[str, int | None]:
+    """The best epochs and the onset of overfitting, when the run validated."""
+    if "val_loss" not in history:
+        return {}
+    return overfitting.locate(
+        history["val_loss"].tolist(), history["val_accuracy"].tolist()
+    ).as_dict()
+
+
+def _record(metrics: dict, matrix: np.ndarray, files_written: list[Path]) -> None:
+    """The metrics in the open run: the per-class accuracies in a chart section of their own
+    (MLflow groups metrics by the prefix before a `/`), an onset that never came as a tag."""
+    numbers = {
+        key: value
+        for key, value in metrics.items()
+        if key not in ("per_class_accuracy", "val_accuracy") and value is not None
+    }  # val_accuracy is in the run already, per epoch
+    by_digit = {f"{PER_CLASS}/{d}": acc for d, acc in metrics["per_class_accuracy"].items()}
+    record.metrics(numbers | by_digit)
+    if "overfitting_onset_epoch" in metrics:
+        record.tags({"overfitting_onset": str(metrics["overfitting_onset_epoch"] or "none")})
     record.document(
         {"rows": "true label", "columns": "predicted label", "matrix": matrix.tolist()},
         "confusion_matrix.json",
     )
-    record.artifacts([Path(paths.metrics), Path(paths.predictions)])
-    images = plots.save_all(Path(paths.plots), history, matrix, x, y, proba)
+    record.artifacts(files_written)
+
+
+def run(
+    paths: config.PathsConfig, net: Any, history: pd.DataFrame, validation_split: float
+) -> dict:
+    """In the open MLflow run: predict the test set (and the training digits), locate where
+    overfitting starts, write metrics, predictions and pictures to `paths`, log them; return
+    the metrics."""
+    prepared = Path(paths.prepared)
+    x, y = preprocess.load_split(prepared, "test")
+    proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+    final = overfitting.kept(history)  # the epoch whose weights the model holds
+    metrics, matrix = summarize(proba, y, float(final["accuracy"]))
+    evaluated = trained_accuracy(net, prepared, validation_split)
+    metrics["train_accuracy_evaluated"] = evaluated
+    metrics["overfitting_gap_evaluated"] = evaluated - metrics["test_accuracy"]
+    where = located(history)
+    metrics |= where
+    metrics |= {"epochs_trained": len(history), "kept_epoch": int(final["epoch"])}
+    if "val_accuracy" in history:
+        metrics["val_accuracy"] = float(final["val_accuracy"])
+    table = predictions_table(proba, y)
+    files.write_text(Path(paths.metrics), json.dumps(metrics, indent=2) + "\n")
+    files.write_text(Path(paths.predictions), table.to_csv(index=False))
+    record.data(x, y, preprocess.read_meta(prepared), source=str(prepared), context="testing")
+    _record(metrics, matrix, [Path(paths.metrics), Path(paths.predictions)])
+    images = plots.save_all(Path(paths.plots), history, matrix, x, y, proba, where)
     record.artifacts(images, "plots")
+    _report(metrics, table)
+    return metrics
+
+
+def _report(metrics: dict, table: pd.DataFrame) -> None:
     first = table.head(SHOWN)
     log.info(
         "first %d test digits: predicted %s, true %s",
@@ -104,12 +141,22 @@ def run(paths: config.PathsConfig, net: Any, history: pd.DataFrame) -> dict:
         first["actual"].tolist(),
     )
     log.info(
-        "test accuracy %.2f%% | train accuracy %.2f%% | overfitting gap %+.2f points",
+        "test accuracy %.2f%% | train accuracy %.2f%% (the final model: %.2f%%) | "
+        "overfitting gap %+.2f points (the final model's: %+.2f)",
         100 * metrics["test_accuracy"],
         100 * metrics["train_accuracy"],
+        100 * metrics["train_accuracy_evaluated"],
         100 * metrics["overfitting_gap"],
+        100 * metrics["overfitting_gap_evaluated"],
     )
-    return metrics
+    if "best_val_loss_epoch" in metrics:
+        onset = metrics["overfitting_onset_epoch"]
+        log.info(
+            "validation loss lowest at epoch %d, accuracy highest at epoch %d; %s",
+            metrics["best_val_loss_epoch"],
+            metrics["best_val_accuracy_epoch"],
+            f"overfitting from epoch {onset}" if onset else "no overfitting yet",
+        )
 
 
 def main() -> None:
@@ -130,7 +177,7 @@ def main() -> None:
     with runs.start(cfg.tracking.experiment, trained, tags=stage) as run_id:
         if trained is None:
             record.weights(digest)
-        run(paths, net, pd.read_csv(paths.history))
+        run(paths, net, pd.read_csv(paths.history), cfg.train.validation_split)
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id, store.uri())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,17 @@ def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
         steps_per_execution=train_cfg.steps_per_execution,
     )
     return model
+
+
+def training_part(samples: int, validation_split: float) -> int:
+    """How many of `samples` Keras trains on: it validates on the rest, taken from the end."""
+    return int(math.floor(samples * (1.0 - validation_split)))
+
+
+def cross_entropy(proba: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean categorical cross-entropy of integer `labels`, clipped as Keras clips it."""
+    picked = proba[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, eps, 1 - eps))))
 
 
 def targets(labels: np.ndarray, loss: Loss) -> np.ndarray:

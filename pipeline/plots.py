@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pipeline import files
@@ -19,18 +20,20 @@ CONFUSION = "confusion_matrix.png"
 MISCLASSIFIED = "misclassified.png"
 
 
-def learning_curves(history: pd.DataFrame) -> Figure:
-    """Accuracy and loss per epoch, training against validation, the gap shaded."""
+def learning_curves(history: pd.DataFrame, located: dict | None = None) -> Figure:
+    """Accuracy and loss per epoch, training against validation, the gap shaded; the best
+    epoch by validation loss as a line, and the epochs from the onset of overfitting shaded
+    (`located`: `evaluate.located`'s). Training is the model measured at each epoch's end
+    where the run did (`train_sample_*`), beside Keras' running mean over the epoch."""
     figure = Figure(figsize=(11, 4), layout="constrained")
     accuracy, loss = figure.subplots(1, 2)
     epochs = history["epoch"]
-    accuracy.plot(epochs, 100 * history["accuracy"], "o-", label="train")
-    loss.plot(epochs, history["loss"], "o-", label="train")
+    train_accuracy = _train(accuracy, loss, history)
     if "val_accuracy" in history:
         accuracy.plot(epochs, 100 * history["val_accuracy"], "o-", label="validation")
         accuracy.fill_between(
             epochs,
-            100 * history["accuracy"],
+            100 * train_accuracy,
             100 * history["val_accuracy"],
             alpha=0.2,
             label="gap (overfitting)",
@@ -44,6 +47,7 @@ def learning_curves(history: pd.DataFrame) -> Figure:
             ha="right",
         )
         loss.plot(epochs, history["val_loss"], "o-", label="validation")
+        _mark(loss, located or {}, int(epochs.iloc[-1]))
     accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
     loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     for axes in (accuracy, loss):
@@ -51,6 +55,36 @@ def learning_curves(history: pd.DataFrame) -> Figure:
         axes.grid(alpha=0.3)
         axes.legend()
     return figure
+
+
+def _train(accuracy: Axes, loss: Axes, history: pd.DataFrame) -> pd.Series:
+    """The training curves: the model at each epoch's end where measured, Keras' running mean
+    beside it (or alone); return the training accuracy drawn."""
+    epochs = history["epoch"]
+    sampled = "train_sample_accuracy" in history
+    train_accuracy = history["train_sample_accuracy" if sampled else "accuracy"]
+    accuracy.plot(epochs, 100 * train_accuracy, "o-", label="train")
+    loss.plot(epochs, history["train_sample_loss" if sampled else "loss"], "o-", label="train")
+    if sampled:
+        for axes, key, scale in ((accuracy, "accuracy", 100), (loss, "loss", 1)):
+            axes.plot(epochs, scale * history[key], ":", color="grey", label="train, running mean")
+    return train_accuracy
+
+
+def _mark(axes: Axes, located: dict, last: int) -> None:
+    """The best epoch by validation loss, and the epochs from the onset on, on `axes`."""
+    if located.get("best_val_loss_epoch"):
+        best = located["best_val_loss_epoch"]
+        axes.axvline(best, color="green", ls="--", label=f"lowest validation loss (epoch {best})")
+    if located.get("overfitting_onset_epoch"):
+        onset = located["overfitting_onset_epoch"]
+        axes.axvspan(
+            onset - 0.5,
+            last + 0.5,
+            color="red",
+            alpha=0.08,
+            label=f"overfitting from epoch {onset}",
+        )
 
 
 def confusion(matrix: np.ndarray) -> Figure:
@@ -129,11 +163,12 @@ def save_all(
     images: np.ndarray,
     labels: np.ndarray,
     proba: np.ndarray,
+    located: dict | None = None,
 ) -> list[Path]:
     """Write the three PNGs into `folder`; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     figures = {
-        LEARNING_CURVES: learning_curves(history),
+        LEARNING_CURVES: learning_curves(history, located),
         CONFUSION: confusion(matrix),
         MISCLASSIFIED: misclassified(images, labels, proba),
     }

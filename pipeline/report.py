@@ -26,8 +26,17 @@ from pipeline.tracking import store, sweeps
 log = logging.getLogger(__name__)
 
 CSV, MARKDOWN, PLOT = "sweep_report.csv", "sweep_report.md", "sweep_report.png"
-ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy", "overfitting_gap")
-METRICS = (*ACCURACIES, "test_loss")  # test loss rising again: overfitting, in confidence
+CURVES = "sweep_val_loss.png"
+ACCURACIES = (
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "overfitting_gap",
+    "overfitting_gap_evaluated",
+)
+EPOCHS = ("best_val_loss_epoch", "overfitting_onset_epoch")
+METRICS = (*ACCURACIES, "test_loss", *EPOCHS)  # test loss rising again: overfitting too
+GAP = "overfitting_gap_evaluated"  # the final model's train accuracy - its test accuracy
 AXES = ("train.epochs", "train.batch_size")
 
 
@@ -89,10 +98,15 @@ def markdown(rows: pd.DataFrame) -> str:
             "val_accuracy": "val %",
             "test_accuracy": "test %",
             "overfitting_gap": "gap (points)",
+            "overfitting_gap_evaluated": "final model's gap",
+            "best_val_loss_epoch": "lowest val loss at",
+            "overfitting_onset_epoch": "overfits from",
             "test_loss": "test loss",
             "time_s": "time (s)",
         }
     )
+    for column in ("lowest val loss at", "overfits from"):
+        shown[column] = shown[column].astype("Int64")
     formats = [".4f" if column == "test loss" else ".2f" for column in shown]
     shown = shown.astype(object).where(shown.notna(), None)  # a failed job's blanks
     return shown.to_markdown(index=False, floatfmt=formats, missingval="-")
@@ -130,6 +144,94 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def validation_curves(rows: pd.DataFrame, losses: dict[str, list[float]], path: Path) -> None:
+    """Every finished job's validation loss per epoch, a line each, its onset marked."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), layout="constrained")
+    axes = figure.subplots()
+    for job in rows[rows["run_id"].isin(losses)].itertuples():
+        curve = losses[str(job.run_id)]
+        (line,) = axes.plot(range(1, len(curve) + 1), curve, "-", label=str(job.run))
+        if pd.notna(job.overfitting_onset_epoch):
+            onset = int(job.overfitting_onset_epoch)
+            axes.plot(onset, curve[onset - 1], "x", color=line.get_color(), markersize=10)
+    axes.set(
+        title="Validation loss per epoch (x: where overfitting starts)",
+        xlabel="epoch",
+        ylabel="cross-entropy",
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.savefig(path, dpi=110)
+
+
+def _trend(values: list[float]) -> str:
+    steps = [after - before for before, after in zip(values, values[1:], strict=False)]
+    if all(step > 0 for step in steps):
+        return "grows"
+    if all(step < 0 for step in steps):
+        return "shrinks"
+    return "goes up and down"
+
+
+def _points(gaps: pd.Series, where: list[str]) -> str:
+    return ", ".join(
+        f"{100 * gap:+.2f} points at {at}" for gap, at in zip(gaps, where, strict=True)
+    )
+
+
+def _group(label: str, group: pd.DataFrame) -> str:
+    """Where one group of jobs (the same params but the epochs) bottoms, overfits, and how its
+    gap moves with the epochs; the longest job has seen the most of the curve."""
+    longest = group.iloc[-1]
+    text = f"{label}: validation loss is lowest at epoch {int(longest['best_val_loss_epoch'])}"
+    text += f" of {int(longest['epochs'])}"
+    onset = longest["overfitting_onset_epoch"]
+    if pd.notna(onset):
+        text += f", and overfitting starts at epoch {int(onset)}"
+    else:
+        text += f", with no overfitting within {int(longest['epochs'])} epochs"
+    gaps = _points(group[GAP], [f"{int(e)} epochs" for e in group["epochs"]])
+    if len(group) > 1:
+        return f"{text}; the final model's gap {_trend(group[GAP].tolist())} with epochs: {gaps}."
+    return f"{text}; the final model's gap is {gaps}."
+
+
+def _by_batch(done: pd.DataFrame) -> list[str]:
+    """How the gap moves with the batch size, at each number of epochs every batch ran."""
+    lines = []
+    for epochs, group in done.groupby("epochs"):
+        if group["batch_size"].nunique() < 2:
+            continue
+        group = group.sort_values("batch_size")
+        verdict = {"shrinks": "smaller batches overfit more", "grows": "larger ones do"}.get(
+            _trend(group[GAP].tolist()), "no steady order"
+        )
+        gaps = _points(group[GAP], [f"batch {int(b)}" for b in group["batch_size"]])
+        lines.append(f"At {int(epochs)} epochs the gap by batch size is {gaps}: {verdict}.")
+    return lines
+
+
+def conclusions(rows: pd.DataFrame) -> list[str]:
+    """What the finished jobs say, drawn from their numbers: for each group of jobs that share
+    every param but the epochs, where validation loss bottoms, where overfitting starts, how
+    the final model's gap grows with the epochs; then with the batch size."""
+    done = rows[(rows["status"] == "FINISHED") & rows[GAP].notna()]
+    done = done[done["best_val_loss_epoch"].notna()]
+    fixed = {"run", "run_id", "status", "time_s", "epochs", *METRICS}
+    keys = [column for column in rows.columns if column not in fixed]
+    if done.empty:
+        return []
+    if not keys:
+        return [_group("All jobs", done.sort_values("epochs"))]
+    lines = []
+    for values, group in done.groupby(keys):
+        label = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in zip(keys, values, strict=True))
+        lines.append(_group(label.capitalize(), group.sort_values("epochs")))
+    return lines + (_by_batch(done) if keys == ["batch_size"] else [])
+
+
 def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
     text = f"{len(rows)} jobs, {failed(rows)} failed."
     if chosen is not None:
@@ -153,9 +255,12 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
     output = output or Path(tags.get("sweep_dir") or f"reports/sweep-{parent_id}")
     output.mkdir(parents=True, exist_ok=True)
     rows.to_csv(output / CSV, index=False)
-    text = f"{summary(rows, chosen)}\n\n{markdown(rows)}\n"
+    findings = "".join(f"- {line}\n" for line in conclusions(rows))
+    text = f"{summary(rows, chosen)}\n\n{findings}\n{markdown(rows)}\n"
     (output / MARKDOWN).write_text(text)
     plot(rows, output / PLOT)
+    finished = rows.loc[rows["status"] == "FINISHED", "run_id"].tolist()
+    validation_curves(rows, sweeps.curves(finished, "val_loss"), output / CURVES)
     metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
     if chosen is not None:
         metrics |= {
@@ -166,7 +271,7 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
         parent_id,
         None if chosen is None else str(chosen["run_id"]),
         metrics,
-        [output / CSV, output / MARKDOWN, output / PLOT],
+        [output / CSV, output / MARKDOWN, output / PLOT, output / CURVES],
         text,
     )
     log.info("sweep report in %s and on MLflow run %s:\n%s", output, parent_id, text)

@@ -165,7 +165,7 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
         log.info("MLflow run %s, outputs in %s", run_id, out)
         net, history, model_uri = train.run(cfg, paths)
         train.write_record(out / "run.json", run_id, model_uri)
-        metrics = evaluate.run(paths, net, history)
+        metrics = evaluate.run(paths, net, history, cfg.train.validation_split)
     return metrics.get("val_accuracy")
 
 

@@ -58,12 +58,26 @@ def test_overrides_are_applied_and_typed():
         ("data.sha256=abc", "data.sha256", "64 lowercase hex digits"),
         ("+typo=5", "typo", "unknown key 'typo'; known keys: data, model, train, tracking"),
         ("+train.epocs=5", "train.epocs", "known keys under train: epochs, batch_size"),
+        ("train.train_sample=-1", "train.train_sample", "must be >= 0, got -1"),
+        ("train.early_stopping.patience=0", "train.early_stopping.patience", "must be >= 1"),
+        ("train.early_stopping.min_delta=-0.01", "train.early_stopping.min_delta", "must be >= 0"),
+        ("train.early_stopping.monitor=loss", "train.early_stopping.monitor", "val_loss, val_acc"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override, key, says):
     with pytest.raises(ConfigError) as caught:
         config.compose([override])
     assert key in str(caught.value) and says in str(caught.value)
+
+
+def test_early_stopping_without_validation_digits_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        config.compose(["train.early_stopping.enabled=true", "train.validation_split=0"])
+    assert str(caught.value).endswith(
+        ": train.early_stopping.enabled=true monitors validation, but "
+        "train.validation_split=0 holds no digits back: set train.validation_split (for "
+        "example train.validation_split=0.1), or train.early_stopping.enabled=false"
+    )
 
 
 def test_unknown_key_without_plus_is_refused_by_hydra():

@@ -48,6 +48,12 @@ def test_metrics_show_test_accuracy_and_the_overfitting_gap(project):
     assert metrics["overfitting_gap"] == pytest.approx(
         metrics["train_accuracy"] - metrics["test_accuracy"]
     )
+    # After one epoch Keras' running mean lags behind the model it describes.
+    assert metrics["train_accuracy_evaluated"] >= metrics["train_accuracy"]
+    assert metrics["overfitting_gap_evaluated"] == pytest.approx(
+        metrics["train_accuracy_evaluated"] - metrics["test_accuracy"]
+    )
+    assert (metrics["best_val_loss_epoch"], metrics["overfitting_onset_epoch"]) == (1, None)
     assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
     shown = project.sh("dvc", "metrics", "show", "--json")
     assert "test_accuracy" in shown
@@ -91,9 +97,8 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
 
 
 def test_logged_model_predicts_a_7_for_the_first_test_digit(project):
-    record = json.loads((project.path / "models/run.json").read_text())
     mlflow.set_tracking_uri(f"sqlite:///{project.path / 'mlflow.db'}")
-    loaded = mlflow.keras.load_model(record["model_uri"])
+    loaded = mlflow.keras.load_model("models:/mnist-dense@champion")
     first = np.load(project.path / "data/prepared/x_test.npy", mmap_mode="r")[:1]
     assert int(loaded.predict(np.asarray(first), verbose=0).argmax()) == 7
 
@@ -258,3 +263,28 @@ def _run_queue(clone: Project, log: Path) -> str:
         )
         stop_processes_in(clone.path)
     return status
+
+
+def test_early_stopping_keeps_registers_and_evaluates_the_best_epoch(tmp_path):
+    copy = Project.copy(tmp_path / "project")
+    overrides = ("train.epochs=30", "train.early_stopping.enabled=true")
+    copy.sh(sys.executable, "-m", "pipeline.config", *overrides, "train.early_stopping.patience=2")
+    copy.sh("dvc", "repro")
+    history = pd.read_csv(copy.path / "reports/history.csv")
+    metrics = json.loads((copy.path / "reports/metrics.json").read_text())
+    assert len(history) < 30, "it never stopped"
+    (kept,) = history.loc[history["weights_kept"] == 1].itertuples()
+    assert kept.val_loss == history["val_loss"].min()
+    assert (metrics["kept_epoch"], metrics["epochs_trained"]) == (kept.epoch, len(history))
+    assert metrics["val_accuracy"] == kept.val_accuracy
+
+    client, (run,) = copy.runs()
+    version = client.get_model_version_by_alias("mnist-dense", "champion")
+    assert float(version.tags["val_accuracy"]) == pytest.approx(kept.val_accuracy)
+    mlflow.set_tracking_uri(f"sqlite:///{copy.path / 'mlflow.db'}")
+    net = mlflow.keras.load_model(f"models:/mnist-dense/{version.version}")
+    x = np.load(copy.path / "data/prepared/x_train.npy")[54000:]
+    y = np.eye(10)[np.load(copy.path / "data/prepared/y_train.npy")[54000:]]
+    val_loss, _ = net.evaluate(x, y, batch_size=128, verbose=0)
+    assert val_loss == pytest.approx(kept.val_loss, rel=1e-5)  # the kept epoch's weights
+    assert run.data.metrics["kept_epoch"] == kept.epoch

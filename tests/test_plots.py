@@ -43,6 +43,34 @@ def test_learning_curves_mark_the_final_gap():
     assert [line.get_label() for line in loss.lines] == ["train", "validation"]
 
 
+def test_learning_curves_mark_the_best_epoch_and_shade_from_the_onset():
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "accuracy": [0.9, 0.95, 0.97, 0.98],
+            "loss": [0.3, 0.15, 0.1, 0.07],
+            "train_sample_accuracy": [0.94, 0.97, 0.98, 0.99],
+            "train_sample_loss": [0.2, 0.1, 0.07, 0.05],
+            "val_accuracy": [0.93, 0.96, 0.96, 0.955],
+            "val_loss": [0.25, 0.12, 0.13, 0.15],
+            "train_val_gap": [0.01, 0.01, 0.02, 0.035],
+        }
+    )
+    where = {"best_val_loss_epoch": 2, "overfitting_onset_epoch": 3}
+    accuracy, loss = plots.learning_curves(history, where).axes
+    assert [line.get_label() for line in loss.lines] == [
+        "train",
+        "train, running mean",
+        "validation",
+        "lowest validation loss (epoch 2)",
+    ]
+    assert list(loss.lines[-1].get_xdata()) == [2, 2]
+    (shaded,) = [p for p in loss.patches if p.get_label() == "overfitting from epoch 3"]
+    assert shaded.get_x() == 2.5 and shaded.get_x() + shaded.get_width() == 4.5
+    # The train line is the model at each epoch's end, not Keras' running mean.
+    assert list(accuracy.lines[0].get_ydata()) == [94, 97, 98, 99]
+
+
 def test_the_pictures_are_written_as_pngs(tmp_path):
     history = pd.DataFrame({"epoch": [1], "accuracy": [0.9], "loss": [0.3]})
     labels = np.array([1, 2])

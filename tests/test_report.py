@@ -69,3 +69,42 @@ def test_report_shows_any_other_swept_param():
     rows = report.table(runs)
     assert rows["optimizer"].tolist() == ["adam", "sgd"]
     assert report.best(rows) is None, "no run has a validation accuracy"
+
+
+def test_the_conclusions_are_drawn_from_the_numbers():
+    def job(epochs, batch, gap, best, onset=None):
+        found = {"overfitting_onset_epoch": onset} if onset else {}
+        return {
+            "epochs": epochs,
+            "batch_size": batch,
+            "val_accuracy": 0.97,
+            "test_accuracy": 0.97,
+            "overfitting_gap_evaluated": gap,
+            "best_val_loss_epoch": best,
+            **found,
+        }
+
+    runs = _search_runs(
+        [
+            job(5, 64, 0.010, 5),
+            job(10, 64, 0.020, 6, onset=8),
+            job(5, 128, 0.008, 5),
+            job(10, 128, 0.015, 7),
+            {"status": "FAILED"},
+        ]
+    )
+    assert report.conclusions(report.table(runs)) == [
+        "Batch size 64: validation loss is lowest at epoch 6 of 10, and overfitting starts at "
+        "epoch 8; the final model's gap grows with epochs: +1.00 points at 5 epochs, +2.00 "
+        "points at 10 epochs.",
+        "Batch size 128: validation loss is lowest at epoch 7 of 10, with no overfitting within "
+        "10 epochs; the final model's gap grows with epochs: +0.80 points at 5 epochs, +1.50 "
+        "points at 10 epochs.",
+        "At 5 epochs the gap by batch size is +1.00 points at batch 64, +0.80 points at batch "
+        "128: smaller batches overfit more.",
+        "At 10 epochs the gap by batch size is +2.00 points at batch 64, +1.50 points at batch "
+        "128: smaller batches overfit more.",
+    ]
+    swapped = report.table(_search_runs([job(5, 64, 0.01, 5), job(5, 128, 0.02, 5)]))
+    assert report.conclusions(swapped)[-1].endswith(": larger ones do.")
+    assert report.conclusions(report.table(_search_runs([{"status": "FAILED"}]))) == []

@@ -24,6 +24,20 @@ def test_store_is_the_project_sqlite_file_with_artifacts_beside_it(tmp_path):
     assert list((tmp_path / "mlartifacts").rglob("a.json"))
 
 
+def test_experiments_open_in_the_training_view_of_the_ui():
+    """MLflow 3's UI shows an experiment without `mlflow.experimentKind` as a GenAI one."""
+    client = MlflowClient(store.uri())
+    with runs.start("fresh"):
+        pass
+    older = client.create_experiment("older")  # as made before the mark, or by hand
+    with runs.start("older"):
+        pass
+    for name in ("fresh", "older"):
+        tags = client.get_experiment_by_name(name).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development", name
+    assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_tracking_uri_env_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
     assert store.uri() == f"sqlite:///{tmp_path}/other.db"

@@ -104,6 +104,18 @@ def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
     return parent.data.tags, jobs
 
 
+def curves(run_ids: list[str], metric: str) -> dict[str, list[float]]:
+    """Each run's `metric` per epoch (MLflow's step), in order of the epochs."""
+    client = store.connect()
+    return {
+        run_id: [
+            point.value
+            for point in sorted(client.get_metric_history(run_id, metric), key=lambda p: p.step)
+        ]
+        for run_id in run_ids
+    }
+
+
 def publish(
     parent_id: str,
     best_id: str | None,
