@@ -147,6 +147,7 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
 def validation_curves(rows: pd.DataFrame, losses: dict[str, list[float]], path: Path) -> None:
     """Every finished job's validation loss per epoch, a line each, its onset marked."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(8, 5), layout="constrained")
     axes = figure.subplots()
@@ -156,6 +157,7 @@ def validation_curves(rows: pd.DataFrame, losses: dict[str, list[float]], path: 
         if pd.notna(job.overfitting_onset_epoch):
             onset = int(job.overfitting_onset_epoch)
             axes.plot(onset, curve[onset - 1], "x", color=line.get_color(), markersize=10)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(
         title="Validation loss per epoch (x: where overfitting starts)",
         xlabel="epoch",
