@@ -15,12 +15,28 @@ import logging
 import os
 import sys
 
-from pipeline import PipelineError, cli
+from pipeline import PipelineError, cli, config
 from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+# MLflow 3.17's UI opens an experiment in its GenAI view (traces, an assistant) unless the
+# link asks for model training: the `mlflow.experimentKind` tag alone no longer decides, and
+# the experiment list's own links drop the choice.
+TRAINING_VIEW = "?workflowType=machine_learning"
+
+
+def experiment_url(base: str, experiment_id: str | None) -> str:
+    """Where a trainer looks first: the experiment's training runs (the list without one)."""
+    where = f"/{experiment_id}" if experiment_id else ""
+    return f"{base}/#/experiments{where}{TRAINING_VIEW}"
+
+
+def _experiment_id() -> str | None:
+    """The id of the pipeline's experiment in the project's store, if it has one yet."""
+    found = store.connect().get_experiment_by_name(config.defaults().tracking.experiment)
+    return found.experiment_id if found else None
 
 
 def command(port: int) -> list[str]:
@@ -55,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     server = command(args.port)
-    log.info("MLflow UI for %s on http://%s:%d (Ctrl-C stops it)", store.uri(), HOST, args.port)
+    log.info(
+        "MLflow UI for %s: open %s (the training runs; Ctrl-C stops it)",
+        store.uri(),
+        experiment_url(f"http://{HOST}:{args.port}", _experiment_id()),
+    )
     os.execv(server[0], server)
 
 
