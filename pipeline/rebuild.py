@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import cli, config, files, preprocess, provenance
+from pipeline import cli, config, files, overfitting, preprocess, provenance
 
 
 def rebuild(cfg: config.Config, raw: Path) -> dict:
@@ -27,7 +27,9 @@ def rebuild(cfg: config.Config, raw: Path) -> dict:
     return {
         "weights_digest": provenance.weights_digest(net.get_weights()),
         "environment": provenance.environment(),
-        "history": history.to_dict(orient="records"),
+        # The metrics the run logged per epoch: which epoch's weights were kept is in the
+        # weights' digest already.
+        "history": history.drop(columns=[overfitting.KEPT]).to_dict(orient="records"),
     }
 
 
