@@ -143,12 +143,27 @@ class PathsConfig:
 
 
 @dataclass
+class CheckpointsConfig:
+    enabled: bool = MISSING
+    dir: str = named()
+    max_size_mb: int = at_least(1)
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     train: TrainConfig = MISSING
     tracking: TrackingConfig = MISSING
     paths: PathsConfig = MISSING
+    checkpoints: CheckpointsConfig = MISSING
+
+
+def project_root() -> Path:
+    """Where the project's local state lives (the MLflow store, the checkpoint cache):
+    `DVC_ROOT`, which DVC sets, also in `dvc exp` queue copies, else the working directory
+    (a Hydra job runs there too)."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
 def _check_bounds(node: Any, prefix: str = "") -> None:

@@ -27,7 +27,7 @@ def replacing(path: Path, suffix: str = ".tmp", mode: int | None = None) -> Iter
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_orphans(path)
+        remove_orphans(path)
         tmp = _create(
             path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}", mode
         )
@@ -53,7 +53,7 @@ def _create(tmp: Path, mode: int | None) -> Path:
     return tmp
 
 
-def _remove_orphans(path: Path) -> None:
+def remove_orphans(path: Path) -> None:
     """Delete the temporary files of earlier writers of `path` that died mid-write (SIGKILL,
     a crash), found by the process id in their names."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*"):

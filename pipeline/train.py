@@ -20,11 +20,23 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, cli, config, files, model, overfitting, preprocess, provenance
+from pipeline import (
+    PipelineError,
+    checkpoints,
+    cli,
+    config,
+    files,
+    model,
+    overfitting,
+    preprocess,
+    provenance,
+)
 from pipeline.tracking import record, registry, runs, store
 
 log = logging.getLogger(__name__)
 
+# The epoch the run went on from (its checkpoint's), 0 from scratch, `off` without the cache.
+CHECKPOINT_TAG, CHECKPOINT_KEY_TAG = "checkpoint_from_epoch", "checkpoint_key"
 EpochSink = Callable[[int, dict[str, float]], None]
 
 
@@ -55,6 +67,14 @@ class EpochRecorder(keras.callbacks.Callback):
             "train_sample_accuracy": float(np.mean(proba.argmax(axis=1) == labels)),
             "train_sample_loss": model.cross_entropy(proba, labels),
         }
+
+    def replay(self, rows: list[dict[str, float]]) -> None:
+        """Epochs trained before (from a checkpoint), passed on as they were, without a wall
+        time: they took none here."""
+        for row in rows:
+            self.rows.append(row)
+            if self._on_epoch:
+                self._on_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
@@ -100,17 +120,86 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             ) from None
 
 
-def early_stopping(stopping: config.EarlyStoppingConfig) -> keras.callbacks.EarlyStopping | None:
+class EarlyStopping(keras.callbacks.EarlyStopping):
     """Keras' own, keeping the best epoch's weights (restored when training ends, stopped
-    early or not); None when off."""
-    if not stopping.enabled:
+    early or not), able to go on from a checkpoint: `replay` takes it through the epochs
+    trained before, and the start of `fit` then keeps what they taught it."""
+
+    def __init__(self, stopping: config.EarlyStoppingConfig) -> None:
+        super().__init__(
+            monitor=stopping.monitor.value,
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            restore_best_weights=True,
+        )
+        self._replayed = False
+
+    def replay(self, rows: list[dict[str, float]]) -> int | None:
+        """From a fresh start, the epochs of `rows` as if trained (the model's weights stand
+        in for the best ones: set `best_weights` after); the epoch it stops at, if it does."""
+        super().on_train_begin()
+        self._replayed = True
+        self.model.stop_training = False
+        for row in rows:
+            self.on_epoch_end(int(row["epoch"]) - 1, row)
+            if self.model.stop_training:
+                return int(row["epoch"])
         return None
-    return keras.callbacks.EarlyStopping(
-        monitor=stopping.monitor.value,
-        patience=stopping.patience,
-        min_delta=stopping.min_delta,
-        restore_best_weights=True,
-    )
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self._replayed:
+            super().on_train_begin(logs)
+
+
+def early_stopping(stopping: config.EarlyStoppingConfig) -> EarlyStopping | None:
+    """Keras' early stopping as configured; None when off."""
+    return EarlyStopping(stopping) if stopping.enabled else None
+
+
+class Keep(keras.callbacks.Callback):
+    """Writes each finished epoch's checkpoint, with the history `recorder` holds so far."""
+
+    def __init__(self, saved_in: checkpoints.Training, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self._saved_in = saved_in
+        self._recorder = recorder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._saved_in.write(self.model, epoch + 1, self._recorder.rows)
+
+
+Start = tuple[int, list[dict[str, float]], bool]  # epochs done, their history, stopped there
+
+
+def resume(
+    net: keras.Model, saved_in: checkpoints.Training, epochs: int, stopper: EarlyStopping | None
+) -> Start:
+    """Put `net` (and `stopper`) where the cached checkpoint with the most epochs at or below
+    `epochs` left the training; with early stopping, where that training stopped if it stopped
+    sooner, its best epoch's weights taken from their own checkpoint. (0, [], False) when
+    there is none to go on from."""
+    limit = epochs
+    for epoch in saved_in.epochs(at_most=epochs):
+        saved = saved_in.read(epoch) if epoch <= limit else None
+        if saved is None:
+            continue
+        stopped = stopper.replay(saved.rows) if stopper else None
+        if stopper:
+            if stopped is not None and stopped < epoch:
+                limit = stopped  # the training ended there: that checkpoint is its state
+                continue
+            best = (
+                saved if stopper.best_epoch + 1 == epoch else saved_in.read(stopper.best_epoch + 1)
+            )
+            if best is None:
+                continue
+            saved_in.load(net, best)
+            stopper.best_weights = net.get_weights()
+        saved_in.load(net, saved)
+        return epoch, saved.rows, stopped is not None
+    if stopper:
+        stopper.replay([])
+    return 0, [], False
 
 
 def train(
@@ -119,10 +208,13 @@ def train(
     y: np.ndarray,
     on_epoch: EpochSink | None = None,
     verbose: int = 2,
+    saved_in: checkpoints.Training | None = None,
 ) -> tuple[keras.Model, pd.DataFrame]:
     """From a clean Keras state (nothing left from an earlier model in this process, as in a
     Hydra sweep), seed everything, build the model from config and fit it; return it with its
-    history."""
+    history. With `saved_in`, go on from its latest checkpoint at or below `train.epochs`
+    (the epochs before it are passed to `on_epoch` as they were) and keep every epoch trained
+    there: the same model and history as from scratch, to the bit."""
     keras.backend.clear_session(free_memory=False)  # gc.collect() here costs 0.5 s a job
     keras.utils.set_random_seed(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
@@ -130,7 +222,23 @@ def train(
     sample = (keras.ops.convert_to_tensor(x[:sampled]), np.asarray(y[:sampled]))
     recorder = EpochRecorder(on_epoch, sample if sampled else None)
     stopper = early_stopping(cfg.train.early_stopping)
-    callbacks = [recorder, StopOnNaN(cfg.train.learning_rate), *filter(None, [stopper])]
+    if stopper:
+        stopper.set_model(net)
+    start, rows, stopped = (
+        resume(net, saved_in, cfg.train.epochs, stopper) if saved_in else (0, [], False)
+    )
+    if saved_in:
+        saved_in.started_from = start
+        if start:
+            log.info(
+                "going on from the checkpoint of epoch %d%s (cache key %s)",
+                start,
+                ", where early stopping stopped" if stopped else "",
+                saved_in.key[:12],
+            )
+    recorder.replay(rows)
+    keep = [Keep(saved_in, recorder)] if saved_in else []
+    callbacks = [recorder, *keep, StopOnNaN(cfg.train.learning_rate), *filter(None, [stopper])]
     # As backend tensors, not numpy arrays: Keras then skips a per-fit copy and per-batch
     # slicing of the arrays, 0.5 s a fit and 0.2 s an epoch here.
     features = keras.ops.convert_to_tensor(x)
@@ -139,7 +247,8 @@ def train(
         net.fit(
             features,
             targets,
-            epochs=cfg.train.epochs,
+            initial_epoch=start,
+            epochs=start if stopped else cfg.train.epochs,  # none more once stopped
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=callbacks,
@@ -162,6 +271,8 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     facts = provenance.environment()
     record.environment(facts)
     record.data(x, y, meta, source=str(prepared), context="training")
+    cache = checkpoints.Cache.of(cfg.checkpoints)
+    saved_in = cache.training(checkpoints.key(cfg, meta["fingerprint"], facts)) if cache else None
     trained = model.training_part(len(x), cfg.train.validation_split)
     log.info(
         "training %d epochs of batch %d on %d digits, validating on %d",
@@ -170,7 +281,9 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
         trained,
         len(x) - trained,
     )
-    net, history = train(cfg, x, y, on_epoch=record.epoch)
+    net, history = train(cfg, x, y, on_epoch=record.epoch, saved_in=saved_in)
+    started = {CHECKPOINT_TAG: str(saved_in.started_from) if saved_in else "off"}
+    record.tags(started | ({CHECKPOINT_KEY_TAG: saved_in.key} if saved_in else {}))
     if cfg.train.early_stopping.enabled:
         kept = int(overfitting.kept(history)["epoch"])
         log.info("early stopping: trained %d epochs, kept epoch %d's weights", len(history), kept)

@@ -3,51 +3,18 @@ through other project modules, and nothing else; so an edit reruns exactly what 
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 import yaml
+
+from pipeline import code
 
 from .helpers import ROOT
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
-def _path(module: str) -> Path:
-    """The file of a project module or package."""
-    plain = ROOT / f"{module.replace('.', '/')}.py"
-    return plain if plain.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
-
-
-def _imports(module: str) -> set[str]:
-    """The project modules `module` imports anywhere in its code (lazy imports included)."""
-    found = set()
-    for node in ast.walk(ast.parse(_path(module).read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("pipeline")}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
-            found.add(str(node.module))
-            found |= {
-                f"{node.module}.{alias.name}"
-                for alias in node.names
-                if _path(f"{node.module}.{alias.name}").is_file()
-            }
-    return found
-
-
 def closure(module: str) -> set[str]:
-    """Every project file that running `module` executes: its imports, theirs, and the
-    packages' `__init__.py` on the way."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            parts = name.split(".")
-            todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(_imports(name))
-    return {str(_path(name).relative_to(ROOT)) for name in seen}
+    return set(code.closure(module))
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

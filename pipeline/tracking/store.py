@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 from filelock import FileLock, Timeout
@@ -19,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipeline import PipelineError
+from pipeline.config import project_root
 
 LOCK_TIMEOUT_S = 120
 KIND_TAG, TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -27,10 +27,6 @@ ATTEMPTS = 3  # of a write that parallel jobs can race on (see duplicate_key)
 
 class TrackingError(PipelineError):
     """The tracking store cannot be reached or does not hold the expected run."""
-
-
-def project_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
 def local_uri() -> str:

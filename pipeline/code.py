@@ -1,0 +1,57 @@
+"""The project's own code that running a module executes: its imports, theirs, and the
+packages' `__init__.py` on the way, found in the source (lazy imports included). DVC's
+`dvc.yaml` lists it per stage (tests/test_stages.py checks that), and the checkpoint cache
+keys a training by it."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the folder holding the `pipeline` package
+
+
+def path(module: str) -> Path:
+    """The file of a project module or package."""
+    plain = ROOT / f"{module.replace('.', '/')}.py"
+    return plain if plain.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
+
+
+def imports(module: str) -> set[str]:
+    """The project modules `module` imports anywhere in its code."""
+    found = set()
+    for node in ast.walk(ast.parse(path(module).read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("pipeline")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+            found.add(str(node.module))
+            found |= {
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if path(f"{node.module}.{alias.name}").is_file()
+            }
+    return found
+
+
+def closure(module: str) -> list[str]:
+    """Every project file that running `module` executes, relative to `ROOT`, sorted."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            parts = name.split(".")
+            todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(imports(name))
+    return sorted(str(path(name).relative_to(ROOT)) for name in seen)
+
+
+def digest(module: str) -> str:
+    """sha256 over the names and bytes of `closure(module)`: changes with any of that code."""
+    hashed = hashlib.sha256()
+    for name in closure(module):
+        hashed.update(f"{name}\0".encode())
+        hashed.update((ROOT / name).read_bytes())
+        hashed.update(b"\0")
+    return hashed.hexdigest()
