@@ -4,19 +4,19 @@ A training is keyed by all that decides its numbers except how long it runs: the
 fingerprint, the model and training config without `train.epochs` and early stopping (which
 only decide where it stops), the training code (`code.digest`) and the environment facts that
 change the numbers (`provenance.environment`). Under its key, epoch N's checkpoint holds what
-epoch N+1 needs to run exactly as it would have: the weights and the optimizer's state
-(Keras' own `save_weights` file, the one `keras.callbacks.BackupAndRestore` writes), NumPy's
-and Python's random states (the order of the training digits on backends that draw it from
-NumPy), and the history of epochs 1 to N. A training of N epochs starts from the checkpoint
+epoch N+1 needs to run exactly as it would have: the variables Keras' `save_weights` keeps
+(the model's and the optimizer's, which is what `keras.callbacks.BackupAndRestore` restores),
+NumPy's and Python's random states (the order of the training digits, on backends that draw
+it from NumPy), and the history of epochs 1 to N. A training of N epochs starts from the checkpoint
 with the most epochs at or below N (`train.train`): it extends a shorter training, resumes a
 killed one, and shares a sweep's common epochs, with the same result to the bit.
 
-`BackupAndRestore` keeps one backup per folder, writes it in place, deletes it when training
-ends and restores neither the data order nor the history: hence these files. The cache never
-changes a result or loses one: files are written atomically; a read is verified against the
-sha256 its record holds (a damaged checkpoint is skipped with a warning, removed, and its
-epochs trained again); a write that fails (a full disk) is a warning and training goes on;
-the cache stays under its size bound, least recently used first.
+`BackupAndRestore` keeps one backup per folder, writes it in place with h5py, deletes it
+when training ends and restores neither the data order nor the history: hence these files.
+The cache never changes a result or loses one: files are written atomically; a read is
+verified against the sha256 its record holds (a damaged checkpoint is skipped with a warning,
+removed, and its epochs trained again); a write that fails (a full disk) is a warning and
+training goes on; the cache stays under its size bound, least recently used first.
 
     python -m pipeline.checkpoints           # what the cache holds
     python -m pipeline.checkpoints clear     # empty it
@@ -27,13 +27,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import random
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ from pipeline import code, config, files
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # of the files; a new format starts a new cache
-WEIGHTS, RECORD, ABOUT = ".weights.h5", ".json", "key.json"
+WEIGHTS, RECORD, ABOUT = ".npz", ".json", "key.json"
 Row = dict[str, float]
 
 
@@ -64,6 +64,24 @@ def key(cfg: config.Config, fingerprint: str, environment: Mapping[str, str]) ->
     }
 
 
+def _variables(net: Any) -> list:
+    """What Keras saves of a model (`save_weights`): its variables and its optimizer's."""
+    return [*net.variables, *net.optimizer.variables]
+
+
+def _state(net: Any) -> bytes:
+    """The variables' values as an .npz file, named by their Keras paths, made in memory: h5py
+    (Keras' `save_weights`) crashes the process with SIGSEGV when the disk fills mid-write,
+    where Python's own write of these bytes fails with an OSError."""
+    from keras import ops  # imported by whoever trains
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, **{v.path: ops.convert_to_numpy(ops.convert_to_tensor(v)) for v in _variables(net)}
+    )
+    return buffer.getvalue()
+
+
 def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
@@ -74,7 +92,7 @@ class Saved:
 
     epoch: int
     rows: list[Row]
-    weights: bytes  # the `save_weights` file: model and optimizer variables
+    weights: bytes  # the model's and its optimizer's variables, an .npz file
     numpy_rng: list
     python_rng: list
 
@@ -139,7 +157,7 @@ class Cache:
 
 
 class Training:
-    """One training's checkpoints, in `<cache>/<key>/`: `00005.weights.h5` and its record
+    """One training's checkpoints, in `<cache>/<key>/`: `00005.npz` (the variables) and its record
     `00005.json` (written last: a checkpoint without its record does not count)."""
 
     def __init__(self, cache: Cache, digest: str, content: dict[str, Any]) -> None:
@@ -169,9 +187,10 @@ class Training:
         try:
             if not (self.folder / ABOUT).is_file():
                 files.write_text(self.folder / ABOUT, json.dumps(self.content, indent=1))
+            state_bytes = _state(net)
             with files.replacing(weights_path, suffix=WEIGHTS) as tmp:
-                net.save_weights(str(tmp))
-                digest = _sha256(tmp.read_bytes())
+                tmp.write_bytes(state_bytes)
+            digest = _sha256(state_bytes)
             record = {
                 "format": FORMAT,
                 "key": self.key,
@@ -226,10 +245,9 @@ class Training:
         """Put a Keras model (built and compiled) and the random states where `saved` was."""
         if not net.optimizer.built:
             net.optimizer.build(net.trainable_variables)
-        with tempfile.TemporaryDirectory() as scratch:
-            verified = Path(scratch) / f"checkpoint{WEIGHTS}"
-            verified.write_bytes(saved.weights)
-            net.load_weights(str(verified))
+        with np.load(io.BytesIO(saved.weights)) as arrays:
+            for variable, name in zip(_variables(net), arrays.files, strict=True):
+                variable.assign(arrays[name])
         name, keys, position, has_gauss, gauss = saved.numpy_rng
         np.random.set_state(
             (name, np.asarray(keys, dtype=np.uint32), int(position), int(has_gauss), gauss)

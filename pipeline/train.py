@@ -169,15 +169,35 @@ class Keep(keras.callbacks.Callback):
 
 
 Start = tuple[int, list[dict[str, float]], bool]  # epochs done, their history, stopped there
+NEW: Start = (0, [], False)
 
 
 def resume(
-    net: keras.Model, saved_in: checkpoints.Training, epochs: int, stopper: EarlyStopping | None
+    net: keras.Model,
+    saved_in: checkpoints.Training | None,
+    epochs: int,
+    stopper: EarlyStopping | None,
 ) -> Start:
     """Put `net` (and `stopper`) where the cached checkpoint with the most epochs at or below
     `epochs` left the training; with early stopping, where that training stopped if it stopped
     sooner, its best epoch's weights taken from their own checkpoint. (0, [], False) when
     there is none to go on from."""
+    start = _latest(net, saved_in, epochs, stopper) if saved_in else NEW
+    if saved_in:
+        saved_in.started_from = start[0]
+        if start[0]:
+            log.info(
+                "going on from the checkpoint of epoch %d%s (cache key %s)",
+                start[0],
+                ", where early stopping stopped" if start[2] else "",
+                saved_in.key[:12],
+            )
+    return start
+
+
+def _latest(
+    net: keras.Model, saved_in: checkpoints.Training, epochs: int, stopper: EarlyStopping | None
+) -> Start:
     limit = epochs
     for epoch in saved_in.epochs(at_most=epochs):
         saved = saved_in.read(epoch) if epoch <= limit else None
@@ -188,9 +208,8 @@ def resume(
             if stopped is not None and stopped < epoch:
                 limit = stopped  # the training ended there: that checkpoint is its state
                 continue
-            best = (
-                saved if stopper.best_epoch + 1 == epoch else saved_in.read(stopper.best_epoch + 1)
-            )
+            best_epoch = stopper.best_epoch + 1
+            best = saved if best_epoch == epoch else saved_in.read(best_epoch)
             if best is None:
                 continue
             saved_in.load(net, best)
@@ -199,7 +218,7 @@ def resume(
         return epoch, saved.rows, stopped is not None
     if stopper:
         stopper.replay([])
-    return 0, [], False
+    return NEW
 
 
 def train(
@@ -224,18 +243,7 @@ def train(
     stopper = early_stopping(cfg.train.early_stopping)
     if stopper:
         stopper.set_model(net)
-    start, rows, stopped = (
-        resume(net, saved_in, cfg.train.epochs, stopper) if saved_in else (0, [], False)
-    )
-    if saved_in:
-        saved_in.started_from = start
-        if start:
-            log.info(
-                "going on from the checkpoint of epoch %d%s (cache key %s)",
-                start,
-                ", where early stopping stopped" if stopped else "",
-                saved_in.key[:12],
-            )
+    start, rows, stopped = resume(net, saved_in, cfg.train.epochs, stopper)
     recorder.replay(rows)
     keep = [Keep(saved_in, recorder)] if saved_in else []
     callbacks = [recorder, *keep, StopOnNaN(cfg.train.learning_rate), *filter(None, [stopper])]
