@@ -182,6 +182,8 @@ def resume(
     `epochs` left the training; with early stopping, where that training stopped if it stopped
     sooner, its best epoch's weights taken from their own checkpoint. (0, [], False) when
     there is none to go on from."""
+    if stopper:
+        stopper.set_model(net)
     start = _latest(net, saved_in, epochs, stopper) if saved_in else NEW
     if saved_in:
         saved_in.started_from = start[0]
@@ -221,6 +223,13 @@ def _latest(
     return NEW
 
 
+def _sample(train_cfg: config.TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
+    """The first `train_sample` training digits (never validation's), as `EpochRecorder`
+    measures them; None for none."""
+    sampled = min(train_cfg.train_sample, model.training_part(len(x), train_cfg.validation_split))
+    return (keras.ops.convert_to_tensor(x[:sampled]), np.asarray(y[:sampled])) if sampled else None
+
+
 def train(
     cfg: config.Config,
     x: np.ndarray,
@@ -231,18 +240,13 @@ def train(
 ) -> tuple[keras.Model, pd.DataFrame]:
     """From a clean Keras state (nothing left from an earlier model in this process, as in a
     Hydra sweep), seed everything, build the model from config and fit it; return it with its
-    history. With `saved_in`, go on from its latest checkpoint at or below `train.epochs`
-    (the epochs before it are passed to `on_epoch` as they were) and keep every epoch trained
+    history. With `saved_in`, go on from its latest checkpoint (`resume`) and keep each epoch
     there: the same model and history as from scratch, to the bit."""
     keras.backend.clear_session(free_memory=False)  # gc.collect() here costs 0.5 s a job
     keras.utils.set_random_seed(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
-    sampled = min(cfg.train.train_sample, model.training_part(len(x), cfg.train.validation_split))
-    sample = (keras.ops.convert_to_tensor(x[:sampled]), np.asarray(y[:sampled]))
-    recorder = EpochRecorder(on_epoch, sample if sampled else None)
+    recorder = EpochRecorder(on_epoch, _sample(cfg.train, x, y))
     stopper = early_stopping(cfg.train.early_stopping)
-    if stopper:
-        stopper.set_model(net)
     start, rows, stopped = resume(net, saved_in, cfg.train.epochs, stopper)
     recorder.replay(rows)
     keep = [Keep(saved_in, recorder)] if saved_in else []
