@@ -32,6 +32,7 @@ from bench.sandbox import ROOT, copy_project
 NOTEBOOK = ROOT / "bench" / "notebook.py"
 TRAIN_STEP = ROOT / "bench" / "train_step.py"
 MODEL = (784, 512, 10)
+CACHE_OFF = "checkpoints.enabled=false"
 
 
 def flops_per_epoch(samples: int, layers: tuple[int, ...] = MODEL) -> dict[str, float]:
@@ -87,11 +88,13 @@ def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
 
 
 class Project:
-    """A throwaway git + DVC copy of this project, with its data prepared."""
+    """A throwaway git + DVC copy of this project, with its data prepared, and the checkpoint
+    cache off (`checkpoints()` measures it): every timed training trains all its epochs."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "project"
         self.env = copy_project(self.path, skip=("tests/",))
+        self.python("-m", "pipeline.config", CACHE_OFF)
         self.run("dvc", "repro")
 
     def run(self, *command: str) -> tuple[float, float, str]:
@@ -141,7 +144,9 @@ def pipeline_overhead(project: Project, reps: int) -> dict:
         repro.append(project.run("dvc", "repro", "-s", "-f", "train", "evaluate")[0])
         script.append(project.python(str(NOTEBOOK), raw)[0])
         noop.append(project.run("dvc", "repro")[0])
-        single.append(project.python("-m", "pipeline.sweep", "hydra.run.dir=outputs/bench")[0])
+        single.append(
+            project.python("-m", "pipeline.sweep", "hydra.run.dir=outputs/bench", CACHE_OFF)[0]
+        )
         keras.append(project.python("-c", "import keras")[0])
     metrics = json.loads((project.path / "reports/metrics.json").read_text())
     return {
@@ -175,6 +180,7 @@ def sweep_overhead(project: Project, jobs: int) -> dict:
             "-m",
             "train.epochs=1",
             f"train.seed={seeds}",
+            CACHE_OFF,
             f"hydra.sweep.dir={folder}",
         )[0]
         return wall, [
@@ -215,6 +221,49 @@ def reproduction(project: Project, reps: int) -> dict:
     }
 
 
+def checkpoints(project: Project) -> dict:
+    """What the checkpoint cache saves: the 3x3 overfitting sweep (`make sweep`) with it and
+    without it, against the sum of its jobs' own runs (each trained alone, from scratch);
+    `dvc exp run -S train.epochs=10` after the default run, against 10 epochs from scratch
+    (other seeds, so no cache or DVC run cache serves it); what keeping each epoch costs."""
+
+    def sweep(folder: str, *settings: str) -> tuple[float, float]:
+        wall = project.python(
+            "-m",
+            "pipeline.sweep",
+            "-m",
+            "grid=overfitting",
+            f"hydra.sweep.dir={folder}",
+            *settings,
+        )[0]
+        client = MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
+        runs = [
+            client.get_run(json.loads(record.read_text())["run_id"]).info
+            for record in (project.path / folder).glob("*/run.json")
+        ]
+        return wall, sum((run.end_time - run.start_time) / 1000 for run in runs)
+
+    cached, _ = sweep("multirun/grid-cached", "checkpoints.dir=.checkpoints-grid")
+    uncached, jobs_alone = sweep("multirun/grid-alone", CACHE_OFF)
+
+    def exp(*settings: str) -> float:
+        return project.run("dvc", "exp", "run", *(f"-S{setting}" for setting in settings))[0]
+
+    scratch = exp("train.epochs=10", "train.seed=101", CACHE_OFF)
+    exp("train.seed=102", "checkpoints.dir=.checkpoints-exp")  # the default 5 epochs
+    extended = exp("train.epochs=10", "train.seed=102", "checkpoints.dir=.checkpoints-exp")
+    keeping = json.loads(project.python(str(TRAIN_STEP), "--checkpoints")[2].splitlines()[-1])
+    return {
+        "sweep_cached_s": cached,
+        "sweep_uncached_s": uncached,
+        "sweep_jobs_alone_s": jobs_alone,
+        "exp_10_after_5_s": extended,
+        "exp_10_scratch_s": scratch,
+        "write_s": _median(keeping["write_s"]),
+        "epoch_s": _median(keeping["epoch_s"][1:]),
+    }
+
+
 def machine() -> dict:
     cpu = next(
         (
@@ -246,7 +295,10 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
     """(figure, measured, target, met) for each target of the speed issue."""
     speed, floor = results["training"], results["floor"]
     overhead, peaks = results["pipeline"], results["memory"]
-    sweep, rebuild = results["sweep"], results["reproduce"]
+    sweep, rebuild, cache = results["sweep"], results["reproduce"], results["checkpoints"]
+    shared = cache["sweep_cached_s"] / cache["sweep_jobs_alone_s"]
+    extended = cache["exp_10_after_5_s"] / cache["exp_10_scratch_s"]
+    keeping = cache["write_s"] / cache["epoch_s"]
     ratio = speed["pipeline"]["epoch_s"] / speed["notebook"]["epoch_s"]
     accuracies = speed["pipeline"]["test_accuracy"]
     to_floor = speed["pipeline"]["epoch_s"] / floor["floor_s"]
@@ -278,6 +330,14 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
             "<= +5 s, identical",
             rebuild["overhead_s"] <= 5 and set(rebuild["verdicts"]) == {"identical"},
         ),
+        ("3x3 sweep with the cache / its jobs alone", f"{shared:.2f}x", "<= 0.6x", shared <= 0.6),
+        (
+            "`dvc exp run -S train.epochs=10` after the default / from scratch",
+            f"{extended:.2f}x",
+            "<= 0.6x",
+            extended <= 0.6,
+        ),
+        ("keeping a checkpoint / an epoch", f"{100 * keeping:.1f}%", "<= 5%", keeping <= 0.05),
     ]
 
 
@@ -327,6 +387,16 @@ def details(results: dict) -> list[str]:
         f"{results['sweep']['sweep_n_s']:.1f} s / {results['sweep']['sweep_1_s']:.1f} s |",
         f"| reproduce RUN / its train stage | {results['reproduce']['reproduce_s']:.1f} s / "
         f"{results['reproduce']['train_stage_s']:.1f} s |",
+        f"| 3x3 sweep: with the cache / without / its jobs alone | "
+        f"{results['checkpoints']['sweep_cached_s']:.0f} s / "
+        f"{results['checkpoints']['sweep_uncached_s']:.0f} s / "
+        f"{results['checkpoints']['sweep_jobs_alone_s']:.0f} s |",
+        f"| `dvc exp run` of 10 epochs: after the default 5 / from scratch | "
+        f"{results['checkpoints']['exp_10_after_5_s']:.1f} s / "
+        f"{results['checkpoints']['exp_10_scratch_s']:.1f} s |",
+        f"| keeping a checkpoint / a steady epoch | "
+        f"{1000 * results['checkpoints']['write_s']:.0f} ms / "
+        f"{results['checkpoints']['epoch_s']:.2f} s |",
         "| peak memory (MiB) | "
         + ", ".join(f"{k} {v:.0f}" for k, v in results["memory"].items())
         + " |",
@@ -365,6 +435,7 @@ def main() -> None:
         results["memory"] = memory(project)
         results["sweep"] = sweep_overhead(project, args.jobs)
         results["reproduce"] = reproduction(project, args.reps)
+        results["checkpoints"] = checkpoints(project)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     report = markdown(results)
     args.output.with_name("RESULTS.md").write_text(report)

@@ -1,35 +1,66 @@
 """The pipeline's train step (`pipeline.train.train`, no tracking) on the prepared arrays of the
 project it runs in, as the benchmark times it beside `bench/notebook.py`.
 
-    python bench/train_step.py      (from the project root, after `dvc repro preprocess`)
+    python bench/train_step.py [--checkpoints]   (from the project root, data prepared)
 
-Prints one JSON line: seconds per epoch, test accuracy, samples trained on per epoch.
+Prints one JSON line: seconds per epoch, test accuracy, samples trained on per epoch; with
+`--checkpoints`, each epoch kept in a new, empty checkpoint cache, and the seconds each
+checkpoint took to write (outside the epoch's own time).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from pipeline import config, preprocess, train
+from pipeline import checkpoints, config, preprocess, provenance, train
 
 
-def run() -> dict:
+class Timed(checkpoints.Training):
+    """A training's checkpoints, each write timed."""
+
+    def __init__(self, cache: checkpoints.Cache, content: dict[str, Any]) -> None:
+        super().__init__(cache, "timed", content)
+        self.write_s: list[float] = []
+
+    def write(self, net: Any, epoch: int, rows: list[checkpoints.Row]) -> None:
+        started = time.perf_counter()
+        super().write(net, epoch, rows)
+        self.write_s.append(time.perf_counter() - started)
+
+
+def run(keep: bool = False) -> dict:
     cfg = config.load()
     prepared = Path(cfg.paths.prepared)
     x, y = preprocess.load_split(prepared, "train")
     seconds: list[float] = []  # each epoch's wall time, which the history leaves out
+    scratch = tempfile.TemporaryDirectory()
+    saved_in = None
+    if keep:
+        content = checkpoints.key(cfg, "bench", provenance.environment())
+        saved_in = Timed(checkpoints.Cache(Path(scratch.name), 2**40), content)
     net, _ = train.train(
-        cfg, x, y, on_epoch=lambda _, values: seconds.append(values["epoch_time_s"]), verbose=0
+        cfg,
+        x,
+        y,
+        on_epoch=lambda _, values: seconds.append(values["epoch_time_s"]),
+        verbose=0,
+        saved_in=saved_in,
     )
+    scratch.cleanup()
     x_test, y_test = preprocess.load_split(prepared, "test")
     accuracy = float((net.predict(x_test, verbose=0).argmax(axis=1) == y_test).mean())
     return {
         "epoch_s": seconds,
         "test_accuracy": accuracy,
         "train_samples": int(len(x) * (1 - cfg.train.validation_split)),
+        **({"write_s": saved_in.write_s} if saved_in else {}),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run()))  # noqa: T201
+    print(json.dumps(run(keep="--checkpoints" in sys.argv[1:])))  # noqa: T201
