@@ -30,7 +30,7 @@ $(VENV)/.installed-server: $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(PIP) -e '.[test,dev,server,joblib,ray,slurm]'
+	$(PIP) -e '.[test,dev,server,joblib,ray,slurm,jax]'
 	touch $@
 
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)

@@ -27,9 +27,9 @@ class Timed(checkpoints.Training):
         super().__init__(cache, "timed", content)
         self.write_s: list[float] = []
 
-    def write(self, net: Any, epoch: int, rows: list[checkpoints.Row]) -> None:
+    def write(self, net: Any, epoch: int, rows: list[checkpoints.Row], random: list) -> None:
         started = time.perf_counter()
-        super().write(net, epoch, rows)
+        super().write(net, epoch, rows, random)
         self.write_s.append(time.perf_counter() - started)
 
 

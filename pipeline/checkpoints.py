@@ -82,6 +82,22 @@ def _state(net: Any) -> bytes:
     return buffer.getvalue()
 
 
+def random_state() -> list:
+    """NumPy's and Python's global random states, as JSON. Keras draws each epoch's order of
+    training digits from NumPy (on backends other than TensorFlow) as the epoch's data
+    iterator is made, before its first step, and the next epoch's before this one's last step
+    ends: what epoch N+1 needs is the state as epoch N's first step found it."""
+    numpy: Any = np.random.get_state()  # (name, keys, position, has_gauss, gauss)
+    version, internal, gauss = random.getstate()
+    return [[numpy[0], numpy[1].tolist(), *numpy[2:]], [version, list(internal), gauss]]
+
+
+def set_random_state(state: list) -> None:
+    (name, keys, position, has_gauss, gauss), (version, internal, python_gauss) = state
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    random.setstate((version, tuple(internal), python_gauss))
+
+
 def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
@@ -93,8 +109,7 @@ class Saved:
     epoch: int
     rows: list[Row]
     weights: bytes  # the model's and its optimizer's variables, an .npz file
-    numpy_rng: list
-    python_rng: list
+    random_state: list  # `random_state()`'s
 
 
 class Cache:
@@ -178,12 +193,11 @@ class Training:
             (e for e in map(int, filter(str.isdigit, found)) if e <= at_most), reverse=True
         )
 
-    def write(self, net: Any, epoch: int, rows: list[Row]) -> None:
-        """Keep the state after `epoch` (a Keras model's) with the history so far. A write
-        that fails is a warning: the training goes on without this checkpoint."""
+    def write(self, net: Any, epoch: int, rows: list[Row], random: list) -> None:
+        """Keep the state after `epoch` (a Keras model's, and `random_state()` as the epoch's
+        last step left it) with the history so far. A write that fails is a warning: the
+        training goes on without this checkpoint."""
         record_path, weights_path = self._paths(epoch)
-        state: Any = np.random.get_state()  # (name, keys, position, has_gauss, gauss)
-        version, internal, gauss = random.getstate()
         try:
             if not (self.folder / ABOUT).is_file():
                 files.write_text(self.folder / ABOUT, json.dumps(self.content, indent=1))
@@ -197,8 +211,7 @@ class Training:
                 "epoch": epoch,
                 "weights_sha256": digest,
                 "history": rows,
-                "numpy_rng": [state[0], state[1].tolist(), *state[2:]],
-                "python_rng": [version, list(internal), gauss],
+                "random_state": random,
             }
             files.write_text(record_path, json.dumps(record))
         except Exception as err:  # a full disk, a file size limit, a read-only folder
@@ -219,9 +232,7 @@ class Training:
                 raise ValueError("it belongs to another training")
             if _sha256(weights) != record["weights_sha256"]:
                 raise ValueError("its weights do not match the digest in its record")
-            saved = Saved(
-                epoch, record["history"], weights, record["numpy_rng"], record["python_rng"]
-            )
+            saved = Saved(epoch, record["history"], weights, record["random_state"])
             if [row["epoch"] for row in saved.rows] != list(range(1, epoch + 1)):
                 raise ValueError("its history does not run from epoch 1 to it")
         except FileNotFoundError:  # evicted meanwhile
@@ -248,12 +259,7 @@ class Training:
         with np.load(io.BytesIO(saved.weights)) as arrays:
             for variable, name in zip(_variables(net), arrays.files, strict=True):
                 variable.assign(arrays[name])
-        name, keys, position, has_gauss, gauss = saved.numpy_rng
-        np.random.set_state(
-            (name, np.asarray(keys, dtype=np.uint32), int(position), int(has_gauss), gauss)
-        )
-        version, internal, python_gauss = saved.python_rng
-        random.setstate((version, tuple(internal), python_gauss))
+        set_random_state(saved.random_state)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,15 +157,24 @@ def early_stopping(stopping: config.EarlyStoppingConfig) -> EarlyStopping | None
 
 
 class Keep(keras.callbacks.Callback):
-    """Writes each finished epoch's checkpoint, with the history `recorder` holds so far."""
+    """Writes each finished epoch's checkpoint, with the history `recorder` holds so far and
+    the random state as the epoch's first step found it (`checkpoints.random_state`)."""
 
     def __init__(self, saved_in: checkpoints.Training, recorder: EpochRecorder) -> None:
         super().__init__()
         self._saved_in = saved_in
         self._recorder = recorder
+        self._random: list = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._random = []
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if not self._random:
+            self._random = checkpoints.random_state()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._saved_in.write(self.model, epoch + 1, self._recorder.rows)
+        self._saved_in.write(self.model, epoch + 1, self._recorder.rows, self._random)
 
 
 Start = tuple[int, list[dict[str, float]], bool]  # epochs done, their history, stopped there

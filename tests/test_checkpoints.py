@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -227,6 +228,43 @@ def test_a_write_that_fails_lets_the_training_go_on_without_it(tmp_path, tiny_cf
     assert digest == trained(_cfg(tiny_cfg, 2))[1]
 
 
+ON_JAX = """
+import sys
+sys.path.insert(0, {root!r})
+import dataclasses, keras
+from pathlib import Path
+from pipeline import checkpoints, config, provenance, train
+from tests.helpers.data import synthetic_digits
+cfg = config.validate(config.compose({overrides!r}), "tiny")
+cache = checkpoints.Cache(Path({folder!r}), 2**30)
+saved_in = cache.training(checkpoints.key(cfg, "f" * 64, {{}}))
+def trained(epochs, saved_in=None):
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    net, _ = train.train(longer, *synthetic_digits(400), verbose=0, saved_in=saved_in)
+    return provenance.weights_digest(net.get_weights())
+trained(2, saved_in)
+same = trained(4) == trained(4, saved_in)
+print(keras.backend.backend(), saved_in.started_from, same)
+"""
+
+
+@pytest.mark.server  # needs the jax extra (make test-all installs it)
+def test_on_jax_too_a_longer_training_goes_on_from_a_shorter_one_bit_for_bit(tmp_path):
+    """JAX draws each epoch's data order from NumPy: the checkpoint brings that state back."""
+    pytest.importorskip("jax", reason="pip install -e '.[jax]' (make test-all does)")
+    script = ON_JAX.format(root=str(ROOT), overrides=TINY, folder=str(tmp_path / "checkpoints"))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=os.environ | {"KERAS_BACKEND": "jax"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["jax", "2", "True"]
+
+
 def test_the_cache_keeps_to_its_size_least_recently_used_first(tiny_cfg, trained, tmp_path):
     unbounded = checkpoints.Cache(tmp_path / "checkpoints", 2**30)
     saved_in = _training(unbounded, tiny_cfg)
@@ -278,6 +316,7 @@ def test_a_record_holds_what_the_next_epoch_needs(tiny_cfg, cache, trained):
     record = json.loads((saved_in.folder / "00001.json").read_text())
     assert record["key"] == saved_in.key and record["epoch"] == 1
     assert [row["epoch"] for row in record["history"]] == [1]
-    assert record["numpy_rng"][0] == "MT19937" and len(record["numpy_rng"][1]) == 624
+    numpy_state = record["random_state"][0]
+    assert numpy_state[0] == "MT19937" and len(numpy_state[1]) == 624
     about = json.loads((saved_in.folder / "key.json").read_text())
     assert about["data_fingerprint"] == FINGERPRINT and "epochs" not in about["train"]
