@@ -123,8 +123,11 @@ class Cache:
     def of(cls, settings: config.CheckpointsConfig) -> Cache | None:
         """The cache the config names (its folder relative to the project root); None when
         `checkpoints.enabled` is false."""
-        if not settings.enabled:
-            return None
+        return cls.at(settings) if settings.enabled else None
+
+    @classmethod
+    def at(cls, settings: config.CheckpointsConfig) -> Cache:
+        """The cache's folder, whether it is enabled or not (to list or empty it)."""
         return cls(config.project_root() / settings.dir, settings.max_size_mb * 2**20)
 
     def training(self, content: dict[str, Any]) -> Training:
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)  # noqa: T201
         return 2
-    cache = Cache(config.project_root() / settings.dir, settings.max_size_mb * 2**20)
+    cache = Cache.at(settings)
     if args.action == "clear":
         print(f"emptied {cache.folder}: {cache.clear() / 2**20:.1f} MB freed")  # noqa: T201
         return 0

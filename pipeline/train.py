@@ -174,7 +174,8 @@ class Keep(keras.callbacks.Callback):
             self._random = checkpoints.random_state()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._saved_in.write(self.model, epoch + 1, self._recorder.rows, self._random)
+        random = self._random or checkpoints.random_state()  # an epoch of no steps
+        self._saved_in.write(self.model, epoch + 1, self._recorder.rows, random)
 
 
 Start = tuple[int, list[dict[str, float]], bool]  # epochs done, their history, stopped there
