@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import yaml
 from mlflow import MlflowClient
 
 from bench.sandbox import ROOT, copy_project
@@ -234,14 +235,33 @@ def grid_sweep(project: Project, folder: str, *settings: str) -> tuple[float, fl
     return wall, sum((run.end_time - run.start_time) / 1000 for run in runs)
 
 
+def separately(project: Project) -> float:
+    """The 3x3 grid's 9 jobs each run on its own (`python -m pipeline.sweep train.epochs=E
+    train.batch_size=B`, no cache), as without a sweep: the sum of their wall times."""
+    grid = yaml.safe_load((project.path / "conf/grid/overfitting.yaml").read_text())
+    swept = grid["hydra"]["sweeper"]["params"]
+    return sum(
+        project.python(
+            "-m",
+            "pipeline.sweep",
+            f"train.epochs={epochs}",
+            f"train.batch_size={batch}",
+            f"hydra.run.dir=outputs/alone-{epochs}-{batch}",
+            CACHE_OFF,
+        )[0]
+        for epochs in str(swept["train.epochs"]).split(",")
+        for batch in str(swept["train.batch_size"]).split(",")
+    )
+
+
 def checkpoints(project: Project) -> dict:
-    """What the checkpoint cache saves: the 3x3 overfitting sweep (`make sweep`) with it and
-    without it, against the sum of its jobs' own runs (each trained alone, from scratch);
+    """What the checkpoint cache saves: the 3x3 overfitting sweep (`make sweep`) with it,
+    without it, and its 9 jobs each run on its own (`separately`), all from scratch;
     `dvc exp run -S train.epochs=10` after the default run, against 10 epochs from scratch
     (other seeds, so no cache or DVC run cache serves it); what keeping each epoch costs."""
 
     cached, _ = grid_sweep(project, "multirun/grid-cached", "checkpoints.dir=.checkpoints-grid")
-    uncached, jobs_alone = grid_sweep(project, "multirun/grid-alone", CACHE_OFF)
+    uncached, jobs_in_sweep = grid_sweep(project, "multirun/grid-alone", CACHE_OFF)
 
     def exp(*settings: str) -> float:
         return project.run("dvc", "exp", "run", *(f"-S{setting}" for setting in settings))[0]
@@ -253,7 +273,8 @@ def checkpoints(project: Project) -> dict:
     return {
         "sweep_cached_s": cached,
         "sweep_uncached_s": uncached,
-        "sweep_jobs_alone_s": jobs_alone,
+        "sweep_job_runs_s": jobs_in_sweep,
+        "sweep_jobs_separately_s": separately(project),
         "exp_10_after_5_s": extended,
         "exp_10_scratch_s": scratch,
         "write_s": _median(keeping["write_s"]),
@@ -329,11 +350,16 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
 
 def checkpoint_targets(cache: dict) -> list[tuple[str, str, str, bool]]:
     """The checkpoint issue's targets."""
-    shared = cache["sweep_cached_s"] / cache["sweep_jobs_alone_s"]
+    shared = cache["sweep_cached_s"] / cache["sweep_jobs_separately_s"]
     extended = cache["exp_10_after_5_s"] / cache["exp_10_scratch_s"]
     keeping = cache["write_s"] / cache["epoch_s"]
     return [
-        ("3x3 sweep with the cache / its jobs alone", f"{shared:.2f}x", "<= 0.6x", shared <= 0.6),
+        (
+            "3x3 sweep with the cache / its 9 jobs run separately",
+            f"{shared:.2f}x",
+            "<= 0.6x",
+            shared <= 0.6,
+        ),
         (
             "`dvc exp run -S train.epochs=10` after the default / from scratch",
             f"{extended:.2f}x",
@@ -399,9 +425,12 @@ def details(results: dict) -> list[str]:
 
 def checkpoint_details(cache: dict) -> list[str]:
     return [
-        f"| 3x3 sweep: with the cache / without / its jobs alone | "
-        f"{cache['sweep_cached_s']:.0f} s / {cache['sweep_uncached_s']:.0f} s / "
-        f"{cache['sweep_jobs_alone_s']:.0f} s |",
+        f"| 3x3 sweep: with the cache / without / its 9 jobs run separately | "
+        f"{cache['sweep_cached_s']:.0f} s / {cache['sweep_uncached_s']:.0f} s "
+        f"({cache['sweep_cached_s'] / cache['sweep_uncached_s']:.2f}x) / "
+        f"{cache['sweep_jobs_separately_s']:.0f} s |",
+        f"| the 9 job runs (MLflow start to end) inside the sweep without the cache | "
+        f"{cache['sweep_job_runs_s']:.0f} s |",
         f"| `dvc exp run` of 10 epochs: after the default 5 / from scratch | "
         f"{cache['exp_10_after_5_s']:.1f} s / {cache['exp_10_scratch_s']:.1f} s |",
         f"| keeping a checkpoint / a steady epoch | {1000 * cache['write_s']:.0f} ms / "
