@@ -1,7 +1,7 @@
 """pipeline/checkpoints.py with train.train, on tiny synthetic digits: a training goes on from
 the latest checkpoint at or below its epochs with the same result as from scratch (model file,
-weights, history); what decides a training keys it; the cache survives damage, failed writes
-and its size bound; the switch and the command that empties it."""
+weights, history); what decides a training keys it; the cache survives damage and keeps to
+its size bound; the switch and the command that empties it."""
 
 from __future__ import annotations
 
