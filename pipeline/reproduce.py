@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import importlib.util
 import json
 import logging
 import os
@@ -121,9 +122,24 @@ def worktree(run: recorded.Recorded, scratch: Path) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "prune"], capture_output=True)
 
 
-def rebuild(tree: Path, run: recorded.Recorded, raw: Path, scratch: Path) -> dict:
+def _backend(run: recorded.Recorded) -> dict[str, str]:
+    """This environment, on the Keras backend the run trained on (`KERAS_BACKEND`)."""
+    backend = run.environment.get("keras_backend")
+    if not backend:
+        return dict(os.environ)
+    if importlib.util.find_spec(backend) is None:
+        raise ReproduceError(
+            f"run {run.run_id} trained on Keras' {backend} backend, which is not installed "
+            f"here: pip install -e '.[{backend}]', then run this again"
+        )
+    return os.environ | {"KERAS_BACKEND": backend}
+
+
+def rebuild(
+    tree: Path, run: recorded.Recorded, raw: Path, scratch: Path, env: dict[str, str]
+) -> dict:
     """Train in `tree` with its own `pipeline.rebuild` (in a process group of its own, stopped
-    with this one); return what it wrote."""
+    with this one, in `env`); return what it wrote."""
     settings, out = scratch / "config.yaml", scratch / "rebuilt.json"
     settings.write_text(yaml.safe_dump(run.config))
     command = [
@@ -135,7 +151,9 @@ def rebuild(tree: Path, run: recorded.Recorded, raw: Path, scratch: Path) -> dic
         str(out),
     ]
     # Its progress goes to stderr with the log lines: stdout is the verdict.
-    worker = subprocess.Popen(command, cwd=tree, stdout=sys.stderr, start_new_session=True)
+    worker = subprocess.Popen(
+        command, cwd=tree, stdout=sys.stderr, start_new_session=True, env=env
+    )
     try:
         status = worker.wait()
     finally:
@@ -168,6 +186,7 @@ def reproduce(ref: str) -> bool:
     """Rebuild the run `ref` names, record the reproduction, print the verdict."""
     run = recorded.read(recorded.find(ref))
     require_commit(run)
+    env = _backend(run)
     source = f"commit {run.commit[:12]}" + (" with its recorded diff" if run.diff else "")
     with tempfile.TemporaryDirectory(prefix="reproduce-") as folder:
         scratch = Path(folder)
@@ -179,7 +198,7 @@ def reproduce(ref: str) -> bool:
             )
             started = time.perf_counter()
             with worktree(run, scratch) as tree:
-                rebuilt = rebuild(tree, run, raw, scratch)
+                rebuilt = rebuild(tree, run, raw, scratch, env)
             took = time.perf_counter() - started
             record.document(run.config, record.CONFIG_ARTIFACT)
             record.environment(rebuilt["environment"])

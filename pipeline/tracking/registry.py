@@ -19,10 +19,16 @@ MODEL_NAME = "model"  # the artifact folder of a run's model: runs:/<id>/model
 CHAMPION = "champion"  # the alias of the version with the best validation accuracy
 
 
+# What a logged model needs to load, by Keras backend (`KERAS_BACKEND`).
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib")}
+
+
 def _requirements() -> list[str]:
     # Given explicitly: MLflow's own inference costs about 5 s a model.
+    import keras  # imported by whoever logs a model
+
     found = []
-    for dist in ("tensorflow", "tensorflow-cpu", "keras"):
+    for dist in (*BACKEND_PACKAGES.get(keras.backend.backend(), ()), "keras"):
         try:
             found.append(f"{dist}=={importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
