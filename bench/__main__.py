@@ -12,6 +12,7 @@ table and writes `bench/results.json` and `bench/RESULTS.md`, with the machine i
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ from bench.sandbox import ROOT, copy_project
 
 NOTEBOOK = ROOT / "bench" / "notebook.py"
 TRAIN_STEP = ROOT / "bench" / "train_step.py"
+TORCH = ROOT / "bench" / "torch_notebook.py"
 MODEL = (784, 512, 10)
 CACHE_OFF = "checkpoints.enabled=false"
 
@@ -98,11 +100,11 @@ class Project:
         self.python("-m", "pipeline.config", CACHE_OFF)
         self.run("dvc", "repro")
 
-    def run(self, *command: str) -> tuple[float, float, str]:
-        return timed(list(command), self.path, self.env)
+    def run(self, *command: str, env: dict[str, str] | None = None) -> tuple[float, float, str]:
+        return timed(list(command), self.path, self.env | (env or {}))
 
-    def python(self, *args: str) -> tuple[float, float, str]:
-        return self.run(sys.executable, *args)
+    def python(self, *args: str, env: dict[str, str] | None = None) -> tuple[float, float, str]:
+        return self.run(sys.executable, *args, env=env)
 
     def epoch_seconds(self, run_id: str) -> float:
         """The seconds a run spent in its epochs (MLflow holds each epoch's wall time)."""
@@ -114,24 +116,51 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def training_speed(project: Project, reps: int) -> dict:
-    """Steady-state seconds per epoch (epochs 2-5, past tracing) of the pipeline's train step
-    and of the notebook's code, interleaved, in fresh processes, on the same data."""
-    raw = str(project.path / "data/raw/mnist.npz")
-    notebook, pipeline = [], []
-    for _ in range(reps):
-        notebook.append(json.loads(project.python(str(NOTEBOOK), raw)[2].splitlines()[-1]))
-        pipeline.append(json.loads(project.python(str(TRAIN_STEP))[2].splitlines()[-1]))
+# Who trains the notebook's model, each in a fresh process on the same data: the script and
+# the environment it runs with. The peers beyond the first and the pipeline's own need the
+# `bench` extra (jax, torch); the ones not installed are left out, and said so.
+PEERS: dict[str, tuple[Path, dict[str, str], str]] = {
+    "notebook, TensorFlow": (NOTEBOOK, {}, "tensorflow"),
+    "notebook, JAX": (NOTEBOOK, {"KERAS_BACKEND": "jax"}, "jax"),
+    "PyTorch": (TORCH, {}, "torch"),
+    "pipeline, TensorFlow": (TRAIN_STEP, {}, "tensorflow"),
+    "pipeline, JAX": (TRAIN_STEP, {"KERAS_BACKEND": "jax"}, "jax"),
+}
 
-    def summary(runs: list[dict]) -> dict:
-        epoch = _median([t for run in runs for t in run["epoch_s"][1:]])
+
+def training_speed(project: Project, reps: int) -> dict:
+    """Each peer's seconds per steady epoch (epochs 2-5, past tracing), first epoch, whole
+    script and test accuracy, interleaved; `notebook` and `pipeline` are the TensorFlow ones."""
+    raw = str(project.path / "data/raw/mnist.npz")
+    peers = {
+        name: (script, env)
+        for name, (script, env, package) in PEERS.items()
+        if importlib.util.find_spec(package)
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in peers}
+    for _ in range(reps):
+        for name, (script, env) in peers.items():
+            args = [str(script)] + ([] if script == TRAIN_STEP else [raw])
+            wall, _, output = project.python(*args, env=env)
+            runs[name].append(json.loads(output.splitlines()[-1]) | {"script_s": wall})
+
+    def summary(done: list[dict]) -> dict:
+        epoch = _median([t for run in done for t in run["epoch_s"][1:]])
         return {
             "epoch_s": epoch,
-            "samples_per_s": runs[0]["train_samples"] / epoch,
-            "test_accuracy": [run["test_accuracy"] for run in runs],
+            "first_epoch_s": _median([run["epoch_s"][0] for run in done]),
+            "script_s": _median([run["script_s"] for run in done]),
+            "samples_per_s": done[0]["train_samples"] / epoch,
+            "test_accuracy": [run["test_accuracy"] for run in done],
         }
 
-    return {"notebook": summary(notebook), "pipeline": summary(pipeline)}
+    summaries = {name: summary(done) for name, done in runs.items()}
+    return {
+        "notebook": summaries["notebook, TensorFlow"],
+        "pipeline": summaries["pipeline, TensorFlow"],
+        "peers": summaries,
+        "left_out": sorted(set(PEERS) - set(peers)),
+    }
 
 
 def pipeline_overhead(project: Project, reps: int) -> dict:
@@ -310,33 +339,27 @@ def machine() -> dict:
 
 
 def targets(results: dict) -> list[tuple[str, str, str, bool]]:
-    """(figure, measured, target, met) for each target of the speed issue."""
+    """(figure, measured, target, met) for each target of the speed issues."""
     speed, floor = results["training"], results["floor"]
     overhead, peaks = results["pipeline"], results["memory"]
     sweep, rebuild = results["sweep"], results["reproduce"]
     ratio = speed["pipeline"]["epoch_s"] / speed["notebook"]["epoch_s"]
-    accuracies = speed["pipeline"]["test_accuracy"]
     to_floor = speed["pipeline"]["epoch_s"] / floor["floor_s"]
     repro = overhead["repro_train_evaluate_s"] / overhead["notebook_script_s"]
     worst = max((s for s in peaks if s != "notebook"), key=peaks.get)
     mem = peaks[worst] / peaks["notebook"]
-    noop = overhead["noop_repro_s"]
+    noop, per_job = overhead["noop_repro_s"], sweep["overhead_per_job_s"]
     return [
         ("training s/epoch, pipeline / notebook", f"{ratio:.2f}x", "<= 0.70x", ratio <= 0.7),
-        (
-            "test accuracy of the timed trainings",
-            ", ".join(f"{100 * a:.2f}%" for a in accuracies),
-            "97.4-98.2%",
-            all(0.974 <= a <= 0.982 for a in accuracies),
-        ),
-        ("training s/epoch / compute floor", f"{to_floor:.2f}x", "<= 1.5x", to_floor <= 1.5),
+        *peer_targets(speed),
+        ("training s/epoch / compute floor", f"{to_floor:.2f}x", "<= 2x", to_floor <= 2),
         ("dvc repro train+evaluate / notebook script", f"{repro:.2f}x", "<= 1.25x", repro <= 1.25),
-        ("no-op dvc repro", f"{overhead['noop_repro_s']:.2f} s", "<= 1.5 s", noop <= 1.5),
+        ("no-op dvc repro", f"{noop:.2f} s", "<= 1.0 s", noop <= 1.0),
         (
             "sweep: cost per extra job beyond training",
-            f"{sweep['overhead_per_job_s']:.2f} s",
-            "<= 1 s",
-            sweep["overhead_per_job_s"] <= 1,
+            f"{per_job:.2f} s",
+            "<= 0.5 s",
+            per_job <= 0.5,
         ),
         (f"peak memory, worst stage ({worst}) / notebook", f"{mem:.2f}x", "<= 1.2x", mem <= 1.2),
         (
@@ -346,6 +369,32 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
             rebuild["overhead_s"] <= 5 and set(rebuild["verdicts"]) == {"identical"},
         ),
     ] + checkpoint_targets(results["checkpoints"])
+
+
+def peer_targets(speed: dict) -> list[tuple[str, str, str, bool]]:
+    """The pipeline against the fastest peer, its warm-up, and every timed training's test
+    accuracy within the notebook's band."""
+    peers = speed["peers"]
+    others = {name: p for name, p in peers.items() if not name.startswith("pipeline")}
+    fastest = min(others, key=lambda name: others[name]["epoch_s"])
+    to_fastest = speed["pipeline"]["epoch_s"] / others[fastest]["epoch_s"]
+    warmup = speed["pipeline"]["first_epoch_s"] - speed["pipeline"]["epoch_s"]
+    accuracies = [a for p in peers.values() for a in p["test_accuracy"]]
+    return [
+        (
+            f"pipeline s/epoch / fastest peer's ({fastest})",
+            f"{to_fastest:.2f}x",
+            "<= 1.0x",
+            to_fastest <= 1,
+        ),
+        ("pipeline: first epoch - steady epoch", f"{warmup:.2f} s", "<= 0.3 s", warmup <= 0.3),
+        (
+            "test accuracy of every timed training",
+            f"{100 * min(accuracies):.2f}-{100 * max(accuracies):.2f}% ({len(accuracies)} runs)",
+            "97.4-98.2%",
+            all(0.974 <= a <= 0.982 for a in accuracies),
+        ),
+    ]
 
 
 def checkpoint_targets(cache: dict) -> list[tuple[str, str, str, bool]]:
@@ -394,11 +443,16 @@ def details(results: dict) -> list[str]:
     """The figures behind the targets, as a markdown table."""
     speed, floor, overhead = results["training"], results["floor"], results["pipeline"]
     lines = ["| detail | value |", "|---|---|"]
-    for who in ("notebook", "pipeline"):
+    for name, peer in speed["peers"].items():
+        accuracy = statistics.median(peer["test_accuracy"])
         lines.append(
-            f"| {who}: s/epoch, samples/s | {speed[who]['epoch_s']:.2f} s, "
-            f"{speed[who]['samples_per_s']:,.0f} |"
+            f"| {name}: s/epoch, first epoch, whole script, test accuracy | "
+            f"{peer['epoch_s']:.2f} s, {peer['first_epoch_s']:.2f} s, {peer['script_s']:.1f} s, "
+            f"{100 * accuracy:.2f}% |"
         )
+    lines += [
+        f"| {name} | not installed: `pip install -e '.[bench]'` |" for name in speed["left_out"]
+    ]
     lines += [
         f"| matrix-multiply peak | {floor['matmul_gflops']:.0f} GFLOP/s |",
         f"| work per epoch (real / 3x rule) | {floor['gflop_real']:.0f} / "

@@ -1,5 +1,6 @@
 """The notebook's own code (Chollet, ch. 2), as a script: the baseline the benchmark measures
-the pipeline against. No tracking, no validation split, nothing of ours.
+the pipeline against. No tracking, no validation split, nothing of ours. On Keras' default
+backend, TensorFlow, or another one: `KERAS_BACKEND=jax python bench/notebook.py ...`.
 
     python bench/notebook.py MNIST_NPZ [--epochs 5] [--batch-size 128]
 
@@ -12,8 +13,8 @@ import argparse
 import json
 import time
 
+import keras
 import numpy as np
-from tensorflow import keras
 
 
 class EpochTimes(keras.callbacks.Callback):

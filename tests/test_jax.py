@@ -28,20 +28,19 @@ def test_reproduce_names_the_extra_a_missing_backend_needs():
         reproduce._backend(run)  # type: ignore[arg-type]
 
 
+def _run(lab: Project, env: dict, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command, cwd=lab.path, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
 @pytest.mark.e2e
 @pytest.mark.server  # needs the jax extra (make test-all installs it)
 def test_the_pipeline_runs_on_jax_and_reproduces_on_it_from_the_record(tmp_path):
     pytest.importorskip("jax", reason="pip install -e '.[jax]' (make test-all does)")
     lab = Project.copy(tmp_path / "project")
     on_jax = lab.env | JAX
-    done = subprocess.run(
-        ["dvc", "exp", "run", "-S", "train.epochs=1"],
-        cwd=lab.path,
-        env=on_jax,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _run(lab, on_jax, "dvc", "exp", "run", "-S", "train.epochs=1")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     client, runs = lab.runs()
     run = runs[-1]
@@ -55,24 +54,12 @@ def test_the_pipeline_runs_on_jax_and_reproduces_on_it_from_the_record(tmp_path)
 
     with np.load(lab.path / "data/raw/mnist.npz") as mnist:
         Image.fromarray(mnist["x_test"][0]).save(tmp_path / "seven.png")
-    predicted = subprocess.run(
-        [sys.executable, "-m", "pipeline.predict", str(tmp_path / "seven.png")],
-        cwd=lab.path,
-        env=on_jax,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    predicted = _run(
+        lab, on_jax, sys.executable, "-m", "pipeline.predict", str(tmp_path / "seven.png")
     )
     assert predicted.stdout.split()[1:2] == ["7"], predicted.stdout + predicted.stderr[-2000:]
 
     # Without KERAS_BACKEND here: the record says JAX, and the rebuild trains on it.
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.reproduce", run.info.run_id],
-        cwd=lab.path,
-        env=lab.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _run(lab, lab.env, sys.executable, "-m", "pipeline.reproduce", run.info.run_id)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.startswith("identical") and "environment: the same" in done.stdout
