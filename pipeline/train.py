@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # The epoch the run went on from (its checkpoint's), 0 from scratch, `off` without the cache.
 CHECKPOINT_TAG, CHECKPOINT_KEY_TAG = "checkpoint_from_epoch", "checkpoint_key"
+JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`keep_compilations`)
 EpochSink = Callable[[int, dict[str, float]], None]
 
 
@@ -233,6 +235,30 @@ def _latest(
     return NEW
 
 
+def seed(value: int) -> None:
+    """Seed what decides the numbers, after `clear_session`. Keras' `set_random_seed` seeds
+    Python, NumPy and TensorFlow, importing TensorFlow to do so (2 s) whatever the backend;
+    on another backend, where nothing here uses TensorFlow, Python's and NumPy's seeds are
+    what it sets that counts (the cleared session's seed generator is drawn from Python's)."""
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(value)
+    else:
+        random.seed(value)
+        np.random.seed(value)
+
+
+def keep_compilations() -> None:
+    """On JAX, keep XLA's compiled steps across processes in `<project root>/.jax-cache`: a
+    training of the same shapes then skips compiling, and its first epoch takes about 0.6 s
+    more than a steady one instead of about 2.9 s (docs/performance.md). The same compiled
+    code gives the same numbers. TensorFlow traces its steps in Python: nothing to keep."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(config.project_root() / JAX_CACHE))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
 def _sample(train_cfg: config.TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
     """The first `train_sample` training digits (never validation's), as `EpochRecorder`
     measures them; None for none."""
@@ -253,7 +279,8 @@ def train(
     history. With `saved_in`, go on from its latest checkpoint (`resume`) and keep each epoch
     there: the same model and history as from scratch, to the bit."""
     keras.backend.clear_session(free_memory=False)  # gc.collect() here costs 0.5 s a job
-    keras.utils.set_random_seed(cfg.train.seed)
+    keep_compilations()
+    seed(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
     recorder = EpochRecorder(on_epoch, _sample(cfg.train, x, y))
     stopper = early_stopping(cfg.train.early_stopping)

@@ -45,6 +45,7 @@ def test_the_pipeline_runs_on_jax_and_reproduces_on_it_from_the_record(tmp_path)
     client, runs = lab.runs()
     run = runs[-1]
     assert run.data.tags["env.keras_backend"] == "jax" and "env.jax" in run.data.tags
+    assert list((lab.path / ".jax-cache").iterdir()), "XLA's compilations were not kept"
     metrics = json.loads((lab.path / "reports/metrics.json").read_text())
     assert 0.95 < metrics["test_accuracy"] < 0.99
     mlflow.set_tracking_uri(f"sqlite:///{lab.path / 'mlflow.db'}")
