@@ -36,6 +36,7 @@ TRAIN_STEP = ROOT / "bench" / "train_step.py"
 TORCH = ROOT / "bench" / "torch_notebook.py"
 MODEL = (784, 512, 10)
 CACHE_OFF = "checkpoints.enabled=false"
+REPRO = ("dvc", "repro", "-s", "-f", "train", "evaluate")
 
 
 def flops_per_epoch(samples: int, layers: tuple[int, ...] = MODEL) -> dict[str, float]:
@@ -167,11 +168,15 @@ def pipeline_overhead(project: Project, reps: int) -> dict:
     """`dvc repro` of train and evaluate (data prepared) against the notebook's whole script,
     and the no-op `dvc repro`. Beside them, for what stands between the two: the same train
     and evaluate in one process (`python -m pipeline.sweep`, tracked, no DVC), and a bare
-    `import keras`, which each TensorFlow process pays."""
+    `import keras`, which each TensorFlow process pays. With jax installed, the same `dvc
+    repro` on JAX too (XLA's compilations kept from the second repetition on)."""
     raw = str(project.path / "data/raw/mnist.npz")
-    repro, script, noop, single, keras = [], [], [], [], []
+    repro, script, noop, single, keras, on_jax = [], [], [], [], [], []
+    jax = importlib.util.find_spec("jax") is not None
     for _ in range(reps):
-        repro.append(project.run("dvc", "repro", "-s", "-f", "train", "evaluate")[0])
+        if jax:  # first: the TensorFlow run after it leaves its own outputs in place
+            on_jax.append(project.run(*REPRO, env={"KERAS_BACKEND": "jax"})[0])
+        repro.append(project.run(*REPRO)[0])
         script.append(project.python(str(NOTEBOOK), raw)[0])
         noop.append(project.run("dvc", "repro")[0])
         single.append(
@@ -186,6 +191,7 @@ def pipeline_overhead(project: Project, reps: int) -> dict:
         "repro_test_accuracy": metrics["test_accuracy"],
         "one_process_s": _median(single),
         "import_keras_s": _median(keras),
+        **({"repro_train_evaluate_jax_s": _median(on_jax)} if jax else {}),
     }
 
 
@@ -474,6 +480,9 @@ def details(results: dict) -> list[str]:
         + ", ".join(f"{k} {v:.0f}" for k, v in results["memory"].items())
         + " |",
     ]
+    on_jax = overhead.get("repro_train_evaluate_jax_s")
+    if on_jax:
+        lines.append(f"| dvc repro train+evaluate on JAX | {on_jax:.1f} s |")
     return lines + checkpoint_details(results["checkpoints"])
 
 

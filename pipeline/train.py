@@ -235,6 +235,14 @@ def _latest(
     return NEW
 
 
+def fresh_start(value: int) -> None:
+    """Nothing left from an earlier model in this process (as in a Hydra sweep), compilations
+    kept, everything seeded with `value`."""
+    keras.backend.clear_session(free_memory=False)  # gc.collect() here costs 0.5 s a job
+    keep_compilations()
+    seed(value)
+
+
 def seed(value: int) -> None:
     """Seed what decides the numbers, after `clear_session`. Keras' `set_random_seed` seeds
     Python, NumPy and TensorFlow, importing TensorFlow to do so (2 s) whatever the backend;
@@ -278,9 +286,7 @@ def train(
     Hydra sweep), seed everything, build the model from config and fit it; return it with its
     history. With `saved_in`, go on from its latest checkpoint (`resume`) and keep each epoch
     there: the same model and history as from scratch, to the bit."""
-    keras.backend.clear_session(free_memory=False)  # gc.collect() here costs 0.5 s a job
-    keep_compilations()
-    seed(cfg.train.seed)
+    fresh_start(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
     recorder = EpochRecorder(on_epoch, _sample(cfg.train, x, y))
     stopper = early_stopping(cfg.train.early_stopping)
