@@ -155,7 +155,8 @@ def test_sigterm_mid_training_marks_the_run_killed_and_leaves_no_model(tmp_path)
 
 @pytest.mark.e2e  # 30 s: three stage processes
 def test_the_stage_gives_the_same_bytes_twice_and_evaluate_finds_its_run_by_the_weights(tmp_path):
-    stage = Stage(tmp_path, "train.epochs=2")
+    # Without the checkpoint cache, which would serve the second run without training.
+    stage = Stage(tmp_path, "train.epochs=2", "checkpoints.enabled=false")
     outputs = ("models/model.keras", "reports/history.csv", "reports/environment.json")
     made = []
     for _ in range(2):
