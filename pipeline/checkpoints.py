@@ -98,6 +98,12 @@ def set_random_state(state: list) -> None:
     random.setstate((version, tuple(internal), python_gauss))
 
 
+def _epochs(folder: Path) -> list[int]:
+    """The epochs with a record in a training's folder, in order."""
+    found = (p.name.removesuffix(RECORD) for p in folder.glob(f"*{RECORD}"))
+    return sorted(map(int, filter(str.isdigit, found)))
+
+
 def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
@@ -191,14 +197,11 @@ class Training:
 
     def epochs(self, at_most: int) -> list[int]:
         """The epochs with a record here, at most `at_most`, the latest first."""
-        found = (p.name.removesuffix(RECORD) for p in self.folder.glob(f"*{RECORD}"))
-        return sorted(
-            (e for e in map(int, filter(str.isdigit, found)) if e <= at_most), reverse=True
-        )
+        return sorted((e for e in _epochs(self.folder) if e <= at_most), reverse=True)
 
     def write(self, net: Any, epoch: int, rows: list[Row], random: list) -> None:
         """Keep the state after `epoch` (a Keras model's, and `random_state()` as the epoch's
-        last step left it) with the history so far. A write that fails is a warning: the
+        first step found it) with the history so far. A write that fails is a warning: the
         training goes on without this checkpoint."""
         record_path, weights_path = self._paths(epoch)
         try:
@@ -290,11 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder in sorted(p for p in cache.folder.glob("*") if p.is_dir()):
         with contextlib.suppress(OSError, ValueError):
             about = json.loads((folder / ABOUT).read_text())
-            epochs = sorted(
-                int(p.name.removesuffix(RECORD)) for p in folder.glob(f"[0-9]*{RECORD}")
-            )
             train = " ".join(f"{k}={v}" for k, v in about["train"].items())
-            print(f"  {folder.name[:12]}  epochs {epochs}  {train}")  # noqa: T201
+            print(f"  {folder.name[:12]}  epochs {_epochs(folder)}  {train}")  # noqa: T201
     return 0
 
 
