@@ -30,10 +30,10 @@ $(VENV)/.installed-server: $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(PIP) -e '.[test,dev,server,joblib,ray,slurm,jax]'
+	$(PIP) -e '.[test,dev,server,joblib,ray,slurm]'
 	touch $@
 
-# The benchmark's peers: the notebook on JAX, and the same model in PyTorch (a CPU build).
+# The benchmark's peer beyond Keras: the same model in PyTorch (a CPU build).
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) -e '.[test,dev,bench]'
 	touch $@
@@ -79,7 +79,7 @@ remote: ## the team's DVC remote for data, models and experiments: URL=<folder, 
 	$(if $(ENDPOINT),dvc remote modify shared endpointurl "$(ENDPOINT)")
 	@echo "commit .dvc/config to share it; then dvc push, dvc exp push origin <exp>"
 
-bench: $(VENV)/.installed-bench ## speed and memory against the notebook and its peers (JAX, PyTorch); writes bench/RESULTS.md
+bench: $(VENV)/.installed-bench ## speed and memory against the notebook and its peers (Keras on JAX, PyTorch); writes bench/RESULTS.md
 	python -m bench
 
 ui: install ## browse runs: the MLflow UI for ./mlflow.db on http://127.0.0.1:$(UI_PORT)

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def copy_project(dest: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """Copy the project's tracked and unignored files (but those under `skip`) to `dest` and
-    commit them to a new git repo there. Return the environment to run it in: this venv first
-    on PATH, and no MLflow or DVC settings inherited from the caller."""
+        commit them to a new git repo there. Return the environment to run it in: this venv first
+        on PATH, and no MLflow, DVC or Keras settings inherited from the caller (so the Keras
+    backend is the project's default, as for a new user; its own Keras home)."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -27,7 +28,7 @@ def copy_project(dest: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
         if (ROOT / name).is_file() and not name.startswith(skip):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "KERAS_"))}
     env |= {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         "KERAS_HOME": str(dest.parent / "keras-home"),

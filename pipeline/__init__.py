@@ -1,8 +1,17 @@
 """MNIST as a reproducible pipeline: download -> preprocess -> train -> evaluate.
 
-Importing it changes nothing in the process: the entry points (`cli.run`, the sweep's main,
-the server) set the environment, logging and signal handlers, once (`cli.setup`).
+Importing it changes one thing in the process, the Keras backend's default (below); the
+entry points (`cli.run`, the sweep's main, the server) set the rest of the environment,
+logging and signal handlers, once (`cli.setup`).
 """
+
+import os
+
+# Keras picks its backend once, when it is first imported, from KERAS_BACKEND. The pipeline's
+# is JAX, the faster end to end here (docs/performance.md#backends-tensorflow-and-jax);
+# KERAS_BACKEND=tensorflow picks TensorFlow. Set here, before any module of ours imports Keras.
+DEFAULT_BACKEND = "jax"
+os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
 
 
 class PipelineError(Exception):

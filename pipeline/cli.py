@@ -45,6 +45,8 @@ def setup() -> None:
         format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # JAX logs at INFO each accelerator it looks for and does not find (TPU, on a CPU).
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     handle_stops()
 
 

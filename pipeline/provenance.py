@@ -19,7 +19,8 @@ import numpy as np
 # on every run, so they would make every run look dirty.
 SOURCE_PATHS = ("pipeline", "conf", "dvc.yaml", "pyproject.toml", "constraints.txt")
 PACKAGES = ("numpy", "tensorflow", "keras")
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+# The variables that set how a backend computes: TensorFlow's and OpenMP's threads, XLA's flags.
+VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "XLA_FLAGS")
 # The instruction sets that pick TensorFlow's and oneDNN's kernels, so can change the numbers.
 ISA = (
     "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
@@ -76,7 +77,7 @@ def environment() -> dict[str, str]:
         facts[backend] = metadata.version(backend)
     facts |= {"machine": platform.machine(), "cpu": cpu, "cpu_isa": isa, "onednn": _onednn()}
     facts["cpus"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0)
-    facts |= {name.lower(): os.environ.get(name, "default") for name in THREAD_VARIABLES}
+    facts |= {name.lower(): os.environ.get(name, "default") for name in VARIABLES}
     return facts
 
 

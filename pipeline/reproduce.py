@@ -130,7 +130,8 @@ def _backend(run: recorded.Recorded) -> dict[str, str]:
     if importlib.util.find_spec(backend) is None:
         raise ReproduceError(
             f"run {run.run_id} trained on Keras' {backend} backend, which is not installed "
-            f"here: pip install -e '.[{backend}]', then run this again"
+            f"here: pip install {backend} (the project installs jax and tensorflow), then run "
+            "this again"
         )
     return os.environ | {"KERAS_BACKEND": backend}
 

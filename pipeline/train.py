@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -240,7 +241,19 @@ def fresh_start(value: int) -> None:
     kept, everything seeded with `value`."""
     keras.backend.clear_session(free_memory=False)  # gc.collect() here costs 0.5 s a job
     keep_compilations()
+    without_tensorflow()
     seed(value)
+
+
+def without_tensorflow() -> None:
+    """On another backend, in a process that has not imported TensorFlow: tell Keras it is not
+    there. Saving a model otherwise imports it (about 4 s, keras-team/keras#18455) only to ask
+    whether the model's config holds TensorFlow objects (`tf.TensorShape`), which a process
+    without TensorFlow cannot have made. What is saved is the same bytes."""
+    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+        from keras.src.utils import module_utils  # Keras' lazy `tensorflow`, pinned keras
+
+        module_utils.tensorflow._available = False
 
 
 def seed(value: int) -> None:

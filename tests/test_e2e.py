@@ -74,6 +74,8 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     assert tags["data_fingerprint"] == config.defaults().data.fingerprint
     assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git_dirty"] in ("True", "False")
     assert tags.get("dvc_exp_name"), "the DVC experiment name is not on the run"
+    assert tags["env.keras_backend"] == "jax", "not the default backend"
+    assert list((project.path / ".jax-cache").iterdir()), "XLA's compilations were not kept"
     datasets = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
     assert sorted(datasets) == ["testing", "training"]
     assert {d.digest for d in datasets.values()} == {tags["data_fingerprint"][:8]}

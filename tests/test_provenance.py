@@ -23,13 +23,13 @@ def test_the_weights_digest_covers_values_dtype_and_shape_in_order():
 
 
 def test_the_environment_names_versions_cpu_threads_and_onednn(monkeypatch):
-    for name in (*provenance.THREAD_VARIABLES, "TF_ENABLE_ONEDNN_OPTS"):
+    for name in (*provenance.VARIABLES, "TF_ENABLE_ONEDNN_OPTS"):
         monkeypatch.delenv(name, raising=False)
     default = provenance.environment()
     assert {"python", "numpy", "tensorflow", "keras", "keras_backend", "cpu", "cpus"} <= set(
         default
     )
-    assert default["keras_backend"] == "tensorflow"
+    assert default["keras_backend"] == "jax" and default["jax"]  # the default, and its version
     assert default["tf_num_intraop_threads"] == "default"
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
