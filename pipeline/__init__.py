@@ -8,7 +8,7 @@ logging and signal handlers, once (`cli.setup`).
 import os
 
 # Keras picks its backend once, when it is first imported, from KERAS_BACKEND. The pipeline's
-# is JAX, the faster end to end here (docs/performance.md#backends-tensorflow-and-jax);
+# is JAX, the faster end to end here (docs/performance.md#backends-jax-and-tensorflow);
 # KERAS_BACKEND=tensorflow picks TensorFlow. Set here, before any module of ours imports Keras.
 DEFAULT_BACKEND = "jax"
 os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)

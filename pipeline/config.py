@@ -159,6 +159,9 @@ class Config:
     checkpoints: CheckpointsConfig = MISSING
 
 
+JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.keep_compilations`)
+
+
 def project_root() -> Path:
     """Where the project's local state lives (the MLflow store, the checkpoint cache):
     `DVC_ROOT`, which DVC sets, also in `dvc exp` queue copies, else the working directory

@@ -30,6 +30,18 @@ def test_reproduce_names_the_backend_a_run_needs_when_it_is_missing():
         reproduce._backend(run)  # type: ignore[arg-type]
 
 
+def test_a_rebuild_trains_on_the_recorded_backend_with_this_projects_compilations(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    run = SimpleNamespace(run_id="abc123", environment={"keras_backend": "tensorflow"})
+    env = reproduce._backend(run)  # type: ignore[arg-type]
+    assert env["KERAS_BACKEND"] == "tensorflow"  # whatever this process runs on
+    assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / ".jax-cache")  # DVC_ROOT's
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+    assert reproduce._backend(run)["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"  # the user's
+
+
 def _run(lab: Project, env: dict, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         command, cwd=lab.path, env=env, capture_output=True, text=True, timeout=600

@@ -3,11 +3,19 @@ hand-made cases."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
 import keras
 import numpy as np
+import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
-from pipeline import evaluate, model
+from pipeline import config, evaluate, model, plots, preprocess, train
+from pipeline.tracking import runs, store
 
 
 def test_cross_entropy_matches_keras():
@@ -43,3 +51,46 @@ def test_predictions_table_has_one_row_per_digit():
     assert table["predicted"].tolist() == [7, 2]
     assert table["actual"].tolist() == [7, 3]
     assert table["probability"].tolist() == [0.91, 0.91]
+
+
+def _evaluated(tmp_path, cfg, arrays) -> tuple[config.PathsConfig, Any, pd.DataFrame]:
+    """Prepared arrays on disk, as the preprocess stage writes them, a model trained on
+    them, and where evaluate writes."""
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for key, array in preprocess.prepare(arrays).items():
+        np.save(prepared / preprocess.FILES[key], array)
+    (prepared / preprocess.META).write_text(json.dumps({"fingerprint": "f" * 64}))
+    out = tmp_path / "reports"
+    paths = dataclasses.replace(
+        cfg.paths,
+        prepared=str(prepared),
+        metrics=str(out / "metrics.json"),
+        predictions=str(out / "predictions.csv"),
+        plots=str(out / "plots"),
+    )
+    net, history = train.train(cfg, *preprocess.load_split(prepared, "train"), verbose=0)
+    return paths, net, history
+
+
+def test_evaluate_logs_its_pictures_and_a_picture_that_fails_fails_it(
+    tmp_path, tiny_cfg, mnist, monkeypatch
+):
+    paths, net, history = _evaluated(tmp_path, tiny_cfg, mnist.arrays)
+    with runs.start("exp") as run_id:
+        metrics = evaluate.run(paths, net, history, tiny_cfg.train.validation_split)
+    client = MlflowClient(store.uri())
+    pictures = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert pictures == {
+        f"plots/{name}" for name in (plots.LEARNING_CURVES, plots.CONFUSION, plots.MISCLASSIFIED)
+    }
+    assert json.loads(Path(paths.metrics).read_text()) == metrics
+
+    def no_ink(*args: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(plots, "save_all", no_ink)  # drawn in its own thread
+    with pytest.raises(OSError, match="no space left"):
+        with runs.start("exp") as failed:
+            evaluate.run(paths, net, history, tiny_cfg.train.validation_split)
+    assert client.get_run(failed).info.status == "FAILED"
