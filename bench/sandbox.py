@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def copy_project(dest: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """Copy the project's tracked and unignored files (but those under `skip`) to `dest` and
-        commit them to a new git repo there. Return the environment to run it in: this venv first
-        on PATH, and no MLflow, DVC or Keras settings inherited from the caller (so the Keras
+    commit them to a new git repo there. Return the environment to run it in: this venv first
+    on PATH, and no MLflow, DVC or Keras settings inherited from the caller (so the Keras
     backend is the project's default, as for a new user; its own Keras home)."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
