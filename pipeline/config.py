@@ -160,6 +160,7 @@ class Config:
 
 
 JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.keep_compilations`)
+COMPILATIONS = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable for where they are kept
 
 
 def project_root() -> Path:
@@ -167,6 +168,12 @@ def project_root() -> Path:
     `DVC_ROOT`, which DVC sets, also in `dvc exp` queue copies, else the working directory
     (a Hydra job runs there too)."""
     return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def compilations() -> str:
+    """Where XLA's compilations are kept: JAX_COMPILATION_CACHE_DIR where the user set it,
+    else `.jax-cache` in the project root."""
+    return os.environ.get(COMPILATIONS) or str(project_root() / JAX_CACHE)
 
 
 def _check_bounds(node: Any, prefix: str = "") -> None:

@@ -120,7 +120,7 @@ def run(
         drawn = pictures.submit(
             plots.save_all, Path(paths.plots), history, matrix, x, y, proba, where
         )
-        _measure(metrics, paths, net, history, validation_split, where)
+        _measure(metrics, net, prepared, validation_split, history, where)
         table = predictions_table(proba, y)
         files.write_text(Path(paths.metrics), json.dumps(metrics, indent=2) + "\n")
         files.write_text(Path(paths.predictions), table.to_csv(index=False))
@@ -134,16 +134,16 @@ def run(
 
 def _measure(
     metrics: dict,
-    paths: config.PathsConfig,
     net: Any,
-    history: pd.DataFrame,
+    prepared: Path,
     validation_split: float,
+    history: pd.DataFrame,
     where: dict,
 ) -> None:
     """Add to `metrics` the final model's accuracy on its training digits and its gap, where
     overfitting starts, and which epoch's weights the model holds."""
     final = overfitting.kept(history)
-    evaluated = trained_accuracy(net, Path(paths.prepared), validation_split)
+    evaluated = trained_accuracy(net, prepared, validation_split)
     metrics["train_accuracy_evaluated"] = evaluated
     metrics["overfitting_gap_evaluated"] = evaluated - metrics["test_accuracy"]
     metrics |= where

@@ -127,8 +127,7 @@ def _backend(run: recorded.Recorded) -> dict[str, str]:
     project's XLA compilations (the rebuild's worktree has none: compiling again costs 2.5 s
     and gives the same code)."""
     backend = run.environment.get("keras_backend")
-    compilations = {"JAX_COMPILATION_CACHE_DIR": str(config.project_root() / config.JAX_CACHE)}
-    env = compilations | dict(os.environ)  # one the user set wins
+    env = os.environ | {config.COMPILATIONS: config.compilations()}
     if not backend:
         return env
     if importlib.util.find_spec(backend) is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import sys
 import time
@@ -36,7 +35,6 @@ from pipeline import (
 )
 from pipeline.tracking import record, registry, runs, store
 
-COMPILATIONS = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable
 log = logging.getLogger(__name__)
 
 # The epoch the run went on from (its checkpoint's), 0 from scratch, `off` without the cache.
@@ -278,8 +276,7 @@ def keep_compilations() -> None:
     if keras.backend.backend() == "jax":
         import jax
 
-        folder = os.environ.get(COMPILATIONS) or str(config.project_root() / config.JAX_CACHE)
-        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_compilation_cache_dir", config.compilations())
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
