@@ -2,14 +2,15 @@
 
 A training is keyed by all that decides its numbers except how long it runs: the data's
 fingerprint, the model and training config without `train.epochs` and early stopping (which
-only decide where it stops), the training code (`code.digest`) and the environment facts that
-change the numbers (`provenance.environment`). Under its key, epoch N's checkpoint holds what
-epoch N+1 needs to run exactly as it would have: the variables Keras' `save_weights` keeps
-(the model's and the optimizer's, which is what `keras.callbacks.BackupAndRestore` restores),
-NumPy's and Python's random states (the order of the training digits, on backends that draw
-it from NumPy), and the history of epochs 1 to N. A training of N epochs starts from the checkpoint
-with the most epochs at or below N (`train.train`): it extends a shorter training, resumes a
-killed one, and shares a sweep's common epochs, with the same result to the bit.
+only decide where it stops), the training engine's code (`sources.digest("pipeline.engine")`:
+its own closure, not tracking's or the downloader's) and the environment facts that change the
+numbers (`provenance.environment`). Under its key, epoch N's checkpoint holds what epoch N+1
+needs to run exactly as it would have: the training state `engine.state` gives (the model's
+and optimizer's variables, as an .npz file), NumPy's and Python's random states, and the
+history of epochs 1 to N. The engine (`pipeline.engine`) asks for the checkpoint with the most
+epochs at or below N (`Training.latest`) and hands each new epoch to `Training.write`: it
+extends a shorter training, resumes a killed one, and shares a sweep's common epochs, with the
+same result to the bit. This module stores and finds; it never touches a model.
 
 `BackupAndRestore` keeps one backup per folder, writes it in place with h5py, deletes it
 when training ends and restores neither the data order nor the history: hence these files.
@@ -27,11 +28,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
-import random
 import shutil
 import sys
 from collections.abc import Mapping
@@ -39,9 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline import code, config, files
+from pipeline import config, files, sources
 
 log = logging.getLogger(__name__)
 
@@ -59,43 +56,9 @@ def key(cfg: config.Config, fingerprint: str, environment: Mapping[str, str]) ->
         "data_fingerprint": fingerprint,
         "model": plain["model"],
         "train": trained,
-        "code": code.digest("pipeline.train"),
+        "code": sources.digest("pipeline.engine"),
         "environment": dict(environment),
     }
-
-
-def _variables(net: Any) -> list:
-    """What Keras saves of a model (`save_weights`): its variables and its optimizer's."""
-    return [*net.variables, *net.optimizer.variables]
-
-
-def _state(net: Any) -> bytes:
-    """The variables' values as an .npz file, named by their Keras paths, made in memory: h5py
-    (Keras' `save_weights`) crashes the process with SIGSEGV when the disk fills mid-write,
-    where Python's own write of these bytes fails with an OSError."""
-    from keras import ops  # imported by whoever trains
-
-    buffer = io.BytesIO()
-    np.savez(
-        buffer, **{v.path: ops.convert_to_numpy(ops.convert_to_tensor(v)) for v in _variables(net)}
-    )
-    return buffer.getvalue()
-
-
-def random_state() -> list:
-    """NumPy's and Python's global random states, as JSON. Keras draws each epoch's order of
-    training digits from NumPy (on backends other than TensorFlow) as the epoch's data
-    iterator is made, before its first step, and the next epoch's before this one's last step
-    ends: what epoch N+1 needs is the state as epoch N's first step found it."""
-    numpy: Any = np.random.get_state()  # (name, keys, position, has_gauss, gauss)
-    version, internal, gauss = random.getstate()
-    return [[numpy[0], numpy[1].tolist(), *numpy[2:]], [version, list(internal), gauss]]
-
-
-def set_random_state(state: list) -> None:
-    (name, keys, position, has_gauss, gauss), (version, internal, python_gauss) = state
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
-    random.setstate((version, tuple(internal), python_gauss))
 
 
 def _epochs(folder: Path) -> list[int]:
@@ -115,7 +78,7 @@ class Saved:
     epoch: int
     rows: list[Row]
     weights: bytes  # the model's and its optimizer's variables, an .npz file
-    random_state: list  # `random_state()`'s
+    random_state: list  # NumPy's and Python's, as `engine.random_state()` gives them
 
 
 class Cache:
@@ -189,7 +152,7 @@ class Training:
         self.key = digest
         self.content = content
         self.folder = cache.folder / digest
-        self.started_from = 0  # the epoch `train.train` went on from; 0: from scratch
+        self.started_from = 0  # the epoch `engine.train` went on from; 0: from scratch
 
     def _paths(self, epoch: int) -> tuple[Path, Path]:
         stem = self.folder / f"{epoch:05d}"
@@ -199,18 +162,25 @@ class Training:
         """The epochs with a record here, at most `at_most`, the latest first."""
         return sorted((e for e in _epochs(self.folder) if e <= at_most), reverse=True)
 
-    def write(self, net: Any, epoch: int, rows: list[Row], random: list) -> None:
-        """Keep the state after `epoch` (a Keras model's, and `random_state()` as the epoch's
-        first step found it) with the history so far. A write that fails is a warning: the
-        training goes on without this checkpoint."""
+    def latest(self, at_most: int) -> Saved | None:
+        """The verified checkpoint with the most epochs at or below `at_most`; None if none."""
+        for epoch in self.epochs(at_most):
+            saved = self.read(epoch)
+            if saved is not None:
+                return saved
+        return None
+
+    def write(self, epoch: int, rows: list[Row], weights: bytes, random: list) -> None:
+        """Keep the state after `epoch` (the variables as an .npz file, and the random state as
+        the epoch's first step found it) with the history so far. A write that fails is a
+        warning: the training goes on without this checkpoint."""
         record_path, weights_path = self._paths(epoch)
         try:
             if not (self.folder / ABOUT).is_file():
                 files.write_text(self.folder / ABOUT, json.dumps(self.content, indent=1))
-            state_bytes = _state(net)
             with files.replacing(weights_path, suffix=WEIGHTS) as tmp:
-                tmp.write_bytes(state_bytes)
-            digest = _sha256(state_bytes)
+                tmp.write_bytes(weights)
+            digest = _sha256(weights)
             record = {
                 "format": FORMAT,
                 "key": self.key,
@@ -256,16 +226,6 @@ class Training:
             with contextlib.suppress(OSError):
                 os.utime(path)
         return saved
-
-    @staticmethod
-    def load(net: Any, saved: Saved) -> None:
-        """Put a Keras model (built and compiled) and the random states where `saved` was."""
-        if not net.optimizer.built:
-            net.optimizer.build(net.trainable_variables)
-        with np.load(io.BytesIO(saved.weights)) as arrays:
-            for variable, name in zip(_variables(net), arrays.files, strict=True):
-                variable.assign(arrays[name])
-        set_random_state(saved.random_state)
 
 
 def main(argv: list[str] | None = None) -> int:

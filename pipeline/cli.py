@@ -9,10 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-from pipeline import PipelineError, Stopped
+from pipeline import PipelineError, Stopped, stops
 
 log = logging.getLogger("pipeline")
 
@@ -47,7 +46,7 @@ def setup() -> None:
     )
     # JAX logs at INFO each accelerator it looks for and does not find (TPU, on a CPU).
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    handle_stops()
+    stops.handle()
 
 
 def run(main: Callable[[], None]) -> None:
@@ -60,64 +59,11 @@ def run(main: Callable[[], None]) -> None:
         log.error("error: %s", err)
         sys.exit(1)
     except (KeyboardInterrupt, Stopped) as err:
-        by, status = stopped_by(err)
-        log.error("stopped by %s: %s", by, STOPPED_NOTE)
+        by, status = stops.stopped_by(err)
+        log.error("stopped by %s: %s", by, stops.STOPPED_NOTE)
         sys.exit(status)
     finally:
         quick_exit()
-
-
-def stopped_by(err: KeyboardInterrupt | Stopped) -> tuple[str, int]:
-    """What stopped the process, as the user knows it, and its exit status (128 + signal)."""
-    return ("Ctrl-C", 130) if isinstance(err, KeyboardInterrupt) else ("SIGTERM", 143)
-
-
-STOPPED_NOTE = (
-    "nothing half-written was kept, and an MLflow run it had open is KILLED; "
-    "rerun it (a stage: `dvc repro`)"
-)
-
-
-def _stop(signum: int, frame: object) -> None:
-    err = (
-        KeyboardInterrupt()
-        if signum == signal.SIGINT
-        else Stopped(f"signal {signal.Signals(signum).name}")
-    )
-    if _deferring:
-        _pending.append(err)
-        return
-    raise err
-
-
-_deferring: list[bool] = []  # inside `deferred_stops()`
-_pending: list[BaseException] = []  # what arrived meanwhile
-
-
-def handle_stops() -> None:
-    """SIGTERM raises `Stopped` (Python's default would end the process on the spot), Ctrl-C
-    `KeyboardInterrupt` as usual; inside `deferred_stops()`, both wait for a safe point."""
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-
-@contextmanager
-def deferred_stops() -> Iterator[None]:
-    """Around TensorFlow's training loop: an exception raised at an arbitrary point inside it
-    can be lost (TensorFlow turns it into a RuntimeError about device scopes), so a stop
-    waits for the next `check_stop()`, which a Keras callback calls after each call into
-    the backend, and is raised at the latest on the way out."""
-    _deferring.append(True)
-    try:
-        yield
-    finally:
-        _deferring.pop()
-    check_stop()
-
-
-def check_stop() -> None:
-    if _pending:
-        raise _pending.pop()
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:

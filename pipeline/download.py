@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -30,11 +30,11 @@ from urllib.request import url2pathname
 import numpy as np
 
 from pipeline import PipelineError, cli, config, files
+from pipeline.mnist import fingerprint
 
 log = logging.getLogger(__name__)
 
 SOURCE_ENV = "MNIST_SOURCE"
-ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 ATTEMPTS = 4
 BACKOFF_S = 1.0  # waits 1, 2, 4 s between the attempts
 TIMEOUT_S = 30.0  # per connect / read
@@ -50,14 +50,6 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
         while block := handle.read(CHUNK):
             digest.update(block)
-    return digest.hexdigest()
-
-
-def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
-    """sha256 over the four arrays' bytes, C order, in ARRAY_KEYS order."""
-    digest = hashlib.sha256()
-    for key in ARRAY_KEYS:
-        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
     return digest.hexdigest()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, config, files, model, overfitting, plots, preprocess, provenance
+from pipeline import cli, config, files, mnist, model, overfitting, plots, preprocess, provenance
 from pipeline.tracking import record, runs, store
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ SHOWN = 10  # the notebook looks at the first test digits
 
 
 def confusion_matrix(
-    labels: np.ndarray, predicted: np.ndarray, num_classes: int = model.NUM_CLASSES
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int = mnist.NUM_CLASSES
 ) -> np.ndarray:
     """Counts with true labels as rows and predicted labels as columns."""
     flat = labels.astype(np.int64) * num_classes + predicted

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
-from pipeline import PipelineError, files
+from pipeline import PipelineError, files, internals
 from pipeline.config import Loss, ModelConfig, Optimizer, TrainConfig
-
-INPUT_DIM = 28 * 28
-NUM_CLASSES = 10
+from pipeline.mnist import INPUT_DIM, NUM_CLASSES
 
 _OPTIMIZERS = {
     Optimizer.rmsprop: keras.optimizers.RMSprop,
@@ -66,36 +62,7 @@ def targets(labels: np.ndarray, loss: Loss) -> np.ndarray:
     return np.asarray(labels, dtype=np.int32)
 
 
-# Keras stamps a `.keras` file with the time it was saved (`date_saved` in metadata.json, and
-# the weights' zip entry's date), and numbers the objects its config shares by their memory
-# addresses (`shared_object_id`); without those, the same model gives the same bytes.
-METADATA, CONFIG = "metadata.json", "config.json"
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-SHARED = "shared_object_id"
-
-
-def _renumbered(node: Any, numbers: dict[int, int]) -> Any:
-    """`node` with each shared object's id replaced by its order of first appearance."""
-    if isinstance(node, dict):
-        return {
-            key: numbers.setdefault(value, len(numbers) + 1)
-            if key == SHARED
-            else _renumbered(value, numbers)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_renumbered(item, numbers) for item in node]
-    return node
-
-
-def _stable(name: str, content: bytes) -> bytes:
-    if name == METADATA:
-        stamp = json.loads(content)
-        stamp.pop("date_saved", None)
-        return json.dumps(stamp).encode()
-    if name == CONFIG:
-        return json.dumps(_renumbered(json.loads(content), {})).encode()
-    return content
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the date Keras gives every zip entry but the weights'
 
 
 def save(net: keras.Model, path: Path) -> None:
@@ -108,7 +75,7 @@ def save(net: keras.Model, path: Path) -> None:
             for info, content in entries:
                 entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
                 entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
-                out.writestr(entry, _stable(info.filename, content))
+                out.writestr(entry, internals.stable(info.filename, content))
 
 
 def load(path: Path) -> keras.Model:

@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline import PipelineError, cli, config, model
+from pipeline.mnist import SIDE
 from pipeline.tracking import registry
 
 log = logging.getLogger(__name__)
 
-SIDE = 28  # MNIST images
 BOX = 20  # MNIST digits fit a 20x20 box inside them
 MIN_SIDE = 8  # smaller than this, no digit can be read
 MAX_SIDE = 4096

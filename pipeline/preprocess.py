@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import PipelineError, cli, config, files
-from pipeline.download import ARRAY_KEYS, fingerprint
+from pipeline.mnist import ARRAY_KEYS, NUM_CLASSES, SIDE, fingerprint
 
 log = logging.getLogger(__name__)
 
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+IMAGE_SHAPE = (SIDE, SIDE)
 # What preprocess writes into paths.prepared; dvc.yaml lists the same names.
 FILES = {
     "x_train": "x_train.npy",

@@ -40,7 +40,7 @@ def weights_digest(weights: Iterable[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _cpu() -> tuple[str, str]:
+def cpu() -> tuple[str, str]:
     """The CPU's model name and which of `ISA` it has (Linux; elsewhere what Python knows)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -70,12 +70,17 @@ def environment() -> dict[str, str]:
     import keras  # imported by whoever trains; the backend is Keras' own choice
 
     backend = keras.backend.backend()
-    cpu, isa = _cpu()
+    model_name, isa = cpu()
     facts = {"python": platform.python_version(), "keras_backend": backend}
     facts |= {name: metadata.version(name) for name in PACKAGES}
     if backend != "tensorflow":
         facts[backend] = metadata.version(backend)
-    facts |= {"machine": platform.machine(), "cpu": cpu, "cpu_isa": isa, "onednn": _onednn()}
+    facts |= {
+        "machine": platform.machine(),
+        "cpu": model_name,
+        "cpu_isa": isa,
+        "onednn": _onednn(),
+    }
     facts["cpus"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0)
     facts |= {name.lower(): os.environ.get(name, "default") for name in VARIABLES}
     return facts
@@ -90,7 +95,8 @@ def differences(recorded: Mapping[str, str], here: Mapping[str, str]) -> list[st
     ]
 
 
-def _git(*args: str, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> str | None:
+def git(*args: str, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> str | None:
+    """`git ARGS` in `cwd`: its output, or None when git is missing or exits outside `ok`."""
     try:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
@@ -100,20 +106,20 @@ def _git(*args: str, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> str
 
 def commit(cwd: Path | None = None) -> str | None:
     """The checked-out commit, or None outside a git repo."""
-    head = _git("rev-parse", "HEAD", cwd=cwd)
+    head = git("rev-parse", "HEAD", cwd=cwd)
     return head.strip() if head else None
 
 
 def source_diff(cwd: Path | None = None) -> str:
     """The uncommitted changes to the source (`SOURCE_PATHS`), new files included, as one
     patch that `git apply` replays on the commit: empty when the source is clean."""
-    patch = _git("diff", "HEAD", "--binary", "--", *SOURCE_PATHS, cwd=cwd) or ""
-    untracked = _git(
+    patch = git("diff", "HEAD", "--binary", "--", *SOURCE_PATHS, cwd=cwd) or ""
+    untracked = git(
         "ls-files", "--others", "--exclude-standard", "-z", "--", *SOURCE_PATHS, cwd=cwd
     )
     for name in filter(None, (untracked or "").split("\0")):
         # `git diff --no-index` exits 1 when the files differ, as a new file always does.
         patch += (
-            _git("diff", "--no-index", "--binary", "--", "/dev/null", name, cwd=cwd, ok=(1,)) or ""
+            git("diff", "--no-index", "--binary", "--", "/dev/null", name, cwd=cwd, ok=(1,)) or ""
         )
     return patch

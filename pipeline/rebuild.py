@@ -20,10 +20,10 @@ from pipeline import cli, config, files, overfitting, preprocess, provenance
 
 def rebuild(cfg: config.Config, raw: Path) -> dict:
     """Prepare `raw` as the preprocess stage does, train as the train stage does."""
-    from pipeline import train  # TensorFlow: once the arguments are known to be good
+    from pipeline import engine  # Keras: once the arguments are known to be good
 
     prepared = preprocess.prepare(preprocess.load_npz(raw))
-    net, history = train.train(cfg, prepared["x_train"], prepared["y_train"])
+    net, history = engine.train(cfg, prepared["x_train"], prepared["y_train"])
     return {
         "weights_digest": provenance.weights_digest(net.get_weights()),
         "environment": provenance.environment(),

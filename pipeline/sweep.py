@@ -9,7 +9,7 @@ MLflow run of the sweep's parent run, and writes its model, history, metrics and
 to its Hydra folder, beside the composed config Hydra keeps there (`.hydra/config.yaml`, the
 same config the run logs). Before the first job the prepared arrays are brought up to date
 once. A job that fails leaves a FAILED run and the others still run; at the end the parent gets
-the sweep report (`pipeline.report`) and the sweep exits 1 if any job failed.
+the sweep report (`pipeline.sweep_report`) and the sweep exits 1 if any job failed.
 
 Hydra's basic launcher runs the jobs one after another in this process: `train.train` starts
 each from a clean Keras state and its own seed.
@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, Stopped, cli, config, preprocess, report
+from pipeline import PipelineError, Stopped, cli, config, preprocess, stops, sweep_report
 from pipeline.tracking import runs, sweeps
 from pipeline.tracking.sweeps import Sweep
 
@@ -102,11 +102,11 @@ def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     parent = Sweep.read(folder).parent_run_id
     try:
-        rows = report.publish(parent, folder)
+        rows = sweep_report.publish(parent, folder)
     except Exception:
         sweeps.end(parent, "FAILED")  # never left RUNNING
         raise
-    failed = report.failed(rows)
+    failed = sweep_report.failed(rows)
     sweeps.end(parent, "FAILED" if failed else "FINISHED")
     if failed:
         raise PipelineError(
@@ -195,7 +195,7 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
     """Ctrl-C or SIGTERM: the running job's run is KILLED already (`store.start`); the
     sweep's parent run is KILLED too, never left RUNNING."""
     sweeps.end_own(runs.KILLED)
-    by, status = cli.stopped_by(err)
+    by, status = stops.stopped_by(err)
     log.error(
         "sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
         "done so far keep their runs",
@@ -206,7 +206,7 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
 
 if __name__ == "__main__":
     cli.environment()
-    cli.handle_stops()
+    stops.handle()
     try:
         main()
     except (KeyboardInterrupt, Stopped) as err:

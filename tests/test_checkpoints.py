@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from pipeline import checkpoints, code, config, model, provenance, train
+from pipeline import checkpoints, config, engine, model, provenance, sources
 
 from .helpers import ROOT
 
@@ -46,7 +46,7 @@ def trained(tmp_path, tiny_data):
     made = itertools.count()
 
     def run(cfg, saved_in=None, seen=None):
-        net, history = train.train(
+        net, history = engine.train(
             cfg,
             *tiny_data,
             verbose=0,
@@ -140,19 +140,30 @@ def test_the_data_and_the_environment_key_the_training_and_the_epochs_do_not(tin
     assert keyed(checkpoints.key(elsewhere, FINGERPRINT, {"cpus": "2"})).key == base
 
 
-def test_the_training_code_keys_it_and_other_code_does_not(tmp_path, monkeypatch):
-    for name in code.closure("pipeline.sweep"):
+@pytest.mark.parametrize(
+    "edited, misses",
+    [
+        ("pipeline/tracking/record.py", False),  # rewording an MLflow tag
+        ("pipeline/download.py", False),  # or a download message
+        ("pipeline/cli.py", False),
+        ("pipeline/train.py", False),  # the stage around the engine
+        ("pipeline/sweep_report.py", False),
+        ("pipeline/engine.py", True),
+        ("pipeline/callbacks.py", True),
+        ("pipeline/model.py", True),
+    ],
+)
+def test_the_engines_code_keys_it_and_no_other_code_does(
+    tiny_cfg, tmp_path, monkeypatch, edited, misses
+):
+    for name in sources.closure("pipeline.sweep"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes((ROOT / name).read_bytes())
-    monkeypatch.setattr(code, "ROOT", tmp_path)
-    before = code.digest("pipeline.train")
-    assert "pipeline/model.py" in code.closure("pipeline.train")
-    with (tmp_path / "pipeline/report.py").open("a") as source:  # the sweep report's
-        source.write("# not training code\n")
-    assert code.digest("pipeline.train") == before
-    with (tmp_path / "pipeline/model.py").open("a") as source:
-        source.write("# training code\n")
-    assert code.digest("pipeline.train") != before
+    monkeypatch.setattr(sources, "ROOT", tmp_path)
+    before = checkpoints.key(tiny_cfg, FINGERPRINT, {})
+    with (tmp_path / edited).open("a") as source:
+        source.write("# edited\n")
+    assert (checkpoints.key(tiny_cfg, FINGERPRINT, {}) != before) is misses
 
 
 def test_a_damaged_checkpoint_is_skipped_and_its_epochs_trained_again(

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from pipeline import provenance, train
+from pipeline import engine, provenance
 
 from .helpers import ROOT
 from .helpers.data import synthetic_digits
@@ -20,14 +20,14 @@ WRITE_FAILS = """
 import resource, signal, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from pipeline import checkpoints, config, provenance, train
+from pipeline import checkpoints, config, provenance, engine
 from tests.helpers.data import synthetic_digits
 cfg = config.validate(config.compose({overrides!r}), "tiny")
 cache = checkpoints.Cache(Path({folder!r}), 2**30)
 saved_in = cache.training(checkpoints.key(cfg, "f" * 64, {{}}))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
-net, _ = train.train(cfg, *synthetic_digits(400), verbose=0, saved_in=saved_in)
+net, _ = engine.train(cfg, *synthetic_digits(400), verbose=0, saved_in=saved_in)
 print("DIGEST", provenance.weights_digest(net.get_weights()))
 """
 TINY = [
@@ -56,7 +56,7 @@ def test_a_write_that_fails_lets_the_training_go_on_without_it(tmp_path, tiny_cf
     assert not [p for p in folder.rglob(".*") if p.is_file()], "a temporary file was left"
     digest = done.stdout.split("DIGEST ")[1].strip()
     shorter = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, epochs=2))
-    net, _ = train.train(shorter, *synthetic_digits(400), verbose=0)
+    net, _ = engine.train(shorter, *synthetic_digits(400), verbose=0)
     assert digest == provenance.weights_digest(net.get_weights())
 
 
@@ -65,14 +65,14 @@ import sys
 sys.path.insert(0, {root!r})
 import dataclasses, keras
 from pathlib import Path
-from pipeline import checkpoints, config, provenance, train
+from pipeline import checkpoints, config, provenance, engine
 from tests.helpers.data import synthetic_digits
 cfg = config.validate(config.compose({overrides!r}), "tiny")
 cache = checkpoints.Cache(Path({folder!r}), 2**30)
 saved_in = cache.training(checkpoints.key(cfg, "f" * 64, {{}}))
 def trained(epochs, saved_in=None):
     longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
-    net, _ = train.train(longer, *synthetic_digits(400), verbose=0, saved_in=saved_in)
+    net, _ = engine.train(longer, *synthetic_digits(400), verbose=0, saved_in=saved_in)
     return net
 trained(2, saved_in)
 net = trained(4)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import config, evaluate, model, plots, preprocess, train
+from pipeline import config, engine, evaluate, model, plots, preprocess
 from pipeline.tracking import runs, store
 
 
@@ -69,7 +69,7 @@ def _evaluated(tmp_path, cfg, arrays) -> tuple[config.PathsConfig, Any, pd.DataF
         predictions=str(out / "predictions.csv"),
         plots=str(out / "plots"),
     )
-    net, history = train.train(cfg, *preprocess.load_split(prepared, "train"), verbose=0)
+    net, history = engine.train(cfg, *preprocess.load_split(prepared, "train"), verbose=0)
     return paths, net, history
 
 

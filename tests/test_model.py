@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import config, model, train
+from pipeline import config, engine, model
 from pipeline.config import Loss
 
 from .helpers.stage import Stage
@@ -32,7 +32,7 @@ def test_targets_follow_the_loss():
 
 
 def test_saved_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_path):
-    net, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
+    net, _ = engine.train(tiny_cfg, *tiny_data, verbose=0)
     net.save(tmp_path / "model.keras")
     loaded = model.load(tmp_path / "model.keras")
     x = tiny_data[0][:5]
@@ -41,8 +41,8 @@ def test_saved_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_p
 
 def test_the_same_model_saves_to_the_same_bytes(tiny_cfg, tiny_data, tmp_path):
     """Keras stamps each save with its time and memory addresses; model.save does not."""
-    first, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
-    second, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
+    first, _ = engine.train(tiny_cfg, *tiny_data, verbose=0)
+    second, _ = engine.train(tiny_cfg, *tiny_data, verbose=0)
     model.save(first, tmp_path / "first.keras")
     model.save(second, tmp_path / "second.keras")
     assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()

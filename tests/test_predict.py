@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import PipelineError, predict, train
+from pipeline import PipelineError, engine, predict
 from pipeline.tracking import registry, runs, store
 
 from .helpers.data import synthetic_digits
@@ -90,7 +90,7 @@ def test_arrays_in_npz_and_npy_are_read_with_0_255_scaled(tmp_path):
 @pytest.fixture
 def champion(tiny_cfg, tmp_path):
     """A tiny model trained on synthetic digits, registered as the champion."""
-    net, history = train.train(tiny_cfg, *synthetic_digits(400), verbose=0)
+    net, history = engine.train(tiny_cfg, *synthetic_digits(400), verbose=0)
     with runs.start("exp"):
         registry.register("mnist-dense", registry.log_model(net), 0.9)
     return net

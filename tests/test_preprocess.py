@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import download, preprocess
+from pipeline import mnist, preprocess
 
 from .helpers.data import KEYS, break_deflate_stream, make_arrays, write_raw_project
 
@@ -254,7 +254,7 @@ def test_main_writes_the_prepared_cache_and_meta(project):
     meta = json.loads((prepared / "meta.json").read_text())
     assert preprocess.read_meta(prepared) == meta
     assert meta["train_samples"] == 4 and meta["test_samples"] == 3
-    assert meta["fingerprint"] == download.fingerprint(arrays)
+    assert meta["fingerprint"] == mnist.fingerprint(arrays)
     assert (
         meta["fingerprint"]
         == hashlib.sha256(b"".join(arrays[key].tobytes() for key in KEYS)).hexdigest()

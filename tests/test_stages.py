@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline import code
+from pipeline import sources
 
 from .helpers import ROOT
 
@@ -14,7 +14,7 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def closure(module: str) -> set[str]:
-    return set(code.closure(module))
+    return set(sources.closure(module))
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -39,3 +39,13 @@ def test_editing_the_pictures_or_the_tracking_code_stales_the_right_stages():
     assert [s for s in STAGES if "pipeline/plots.py" in using[s]] == ["evaluate"]
     tracking = [s for s in STAGES if "pipeline/tracking/runs.py" in using[s]]
     assert tracking == ["train", "evaluate"]
+
+
+def test_editing_the_downloader_reruns_the_download_alone():
+    """What MNIST is (its arrays' names, the fingerprint) lives in pipeline/mnist.py, which
+    every stage reads; the downloader is the download stage's own."""
+    using = {stage: set(STAGES[stage].get("deps", [])) for stage in STAGES}
+    assert [s for s in STAGES if "pipeline/download.py" in using[s]] == ["download"]
+    assert {"download", "preprocess", "train", "evaluate"} <= {
+        s for s in STAGES if "pipeline/mnist.py" in using[s]
+    }

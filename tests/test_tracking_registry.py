@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from pipeline import train
+from pipeline import engine
 from pipeline.tracking import registry, runs, store
 
 
@@ -30,7 +30,7 @@ def test_logged_model_loads_back_and_predicts_the_same(tiny_cfg, tiny_data, tmp_
 
 
 def test_champion_alias_moves_only_to_a_better_validation_accuracy(tiny_cfg, tiny_data):
-    net, _ = train.train(tiny_cfg, *tiny_data, verbose=0)
+    net, _ = engine.train(tiny_cfg, *tiny_data, verbose=0)
     registered, run_ids = [], []
     for val_accuracy in (0.90, 0.95, 0.93, None):
         with runs.start("exp") as run_id:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,6 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
-from mlflow.utils.time import get_current_time_millis
 
 from pipeline import files
 from pipeline.tracking import runs, store
@@ -132,7 +132,7 @@ def publish(
     client.log_batch(
         parent_id,
         metrics=[
-            Metric(key, value, get_current_time_millis(), 0) for key, value in metrics.items()
+            Metric(key, value, int(time.time() * 1000), 0) for key, value in metrics.items()
         ],
     )
     client.set_tag(parent_id, "mlflow.note.content", note[:MAX_NOTE])

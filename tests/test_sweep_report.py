@@ -1,11 +1,14 @@
-"""pipeline/report.py: a sweep's table, its best run and its markdown, from what
+"""pipeline/sweep_report.py: a sweep's table, its best run and its markdown, from what
 `mlflow.search_runs` returns for the sweep's children."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 
-from pipeline import report
+from pipeline import sweep_report
 
 
 def _search_runs(rows: list[dict]) -> pd.DataFrame:
@@ -21,7 +24,7 @@ def _search_runs(rows: list[dict]) -> pd.DataFrame:
                 "tags.mlflow.runName": f"job {i}",
                 "params.train.seed": "42",
                 **{f"params.train.{k}": str(row[k]) for k in ("epochs", "batch_size") if k in row},
-                **{f"metrics.{k}": row[k] for k in report.METRICS if k in row},
+                **{f"metrics.{k}": row[k] for k in sweep_report.METRICS if k in row},
             }
             for i, row in enumerate(rows)
         ]
@@ -50,7 +53,7 @@ def test_report_table_sorts_by_epochs_and_batch_and_best_is_chosen_on_validation
             {"status": "FAILED"},
         ]
     )
-    rows = report.table(runs)
+    rows = sweep_report.table(runs)
     assert rows[["epochs", "batch_size"]].astype(object).values.tolist() == [
         [5, 128],
         [10, 64],
@@ -58,17 +61,17 @@ def test_report_table_sorts_by_epochs_and_batch_and_best_is_chosen_on_validation
     ]
     assert rows["time_s"].tolist() == [20.0, 10.0, 30.0]
     assert "seed" not in rows, "a param every job shares is not a column"
-    assert report.best(rows)["run_id"] == "r1", "the best run is picked on test accuracy"
-    text = report.markdown(rows)
+    assert sweep_report.best(rows)["run_id"] == "r1", "the best run is picked on test accuracy"
+    text = sweep_report.markdown(rows)
     assert "| job 2 " in text and "FAILED" in text and "98.00" in text
 
 
 def test_report_shows_any_other_swept_param():
     runs = _search_runs([{"epochs": 1, "batch_size": 8}, {"epochs": 1, "batch_size": 8}])
     runs["params.train.optimizer"] = ["adam", "sgd"]
-    rows = report.table(runs)
+    rows = sweep_report.table(runs)
     assert rows["optimizer"].tolist() == ["adam", "sgd"]
-    assert report.best(rows) is None, "no run has a validation accuracy"
+    assert sweep_report.best(rows) is None, "no run has a validation accuracy"
 
 
 def test_the_conclusions_are_drawn_from_the_numbers():
@@ -93,7 +96,7 @@ def test_the_conclusions_are_drawn_from_the_numbers():
             {"status": "FAILED"},
         ]
     )
-    assert report.conclusions(report.table(runs)) == [
+    assert sweep_report.conclusions(sweep_report.table(runs)) == [
         "Batch size 64: validation loss is lowest at epoch 6 of 10, and overfitting starts at "
         "epoch 8; the final model's gap grows with epochs: +1.00 points at 5 epochs, +2.00 "
         "points at 10 epochs.",
@@ -105,6 +108,14 @@ def test_the_conclusions_are_drawn_from_the_numbers():
         "At 10 epochs the gap by batch size is +2.00 points at batch 64, +1.50 points at batch "
         "128: smaller batches overfit more.",
     ]
-    swapped = report.table(_search_runs([job(5, 64, 0.01, 5), job(5, 128, 0.02, 5)]))
-    assert report.conclusions(swapped)[-1].endswith(": larger ones do.")
-    assert report.conclusions(report.table(_search_runs([{"status": "FAILED"}]))) == []
+    swapped = sweep_report.table(_search_runs([job(5, 64, 0.01, 5), job(5, 128, 0.02, 5)]))
+    assert sweep_report.conclusions(swapped)[-1].endswith(": larger ones do.")
+    assert sweep_report.conclusions(sweep_report.table(_search_runs([{"status": "FAILED"}]))) == []
+
+
+def test_the_old_command_names_the_new_one():
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.report"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "python -m pipeline.sweep_report" in done.stderr

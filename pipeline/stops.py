@@ -1,0 +1,63 @@
+"""Ctrl-C and SIGTERM, stopping a process cleanly: both unwind every `with` block (temporary
+files removed, an open MLflow run marked KILLED); around a training loop they wait for a safe
+point, which a Keras callback offers after each call into the backend."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pipeline import Stopped
+
+STOPPED_NOTE = (
+    "nothing half-written was kept, and an MLflow run it had open is KILLED; "
+    "rerun it (a stage: `dvc repro`)"
+)
+
+_deferring: list[bool] = []  # inside `deferred()`
+_pending: list[BaseException] = []  # what arrived meanwhile
+
+
+def stopped_by(err: KeyboardInterrupt | Stopped) -> tuple[str, int]:
+    """What stopped the process, as the user knows it, and its exit status (128 + signal)."""
+    return ("Ctrl-C", 130) if isinstance(err, KeyboardInterrupt) else ("SIGTERM", 143)
+
+
+def _stop(signum: int, frame: object) -> None:
+    err = (
+        KeyboardInterrupt()
+        if signum == signal.SIGINT
+        else Stopped(f"signal {signal.Signals(signum).name}")
+    )
+    if _deferring:
+        _pending.append(err)
+        return
+    raise err
+
+
+def handle() -> None:
+    """SIGTERM raises `Stopped` (Python's default would end the process on the spot), Ctrl-C
+    `KeyboardInterrupt` as usual; inside `deferred()`, both wait for a safe point."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Around a backend's training loop: an exception raised at an arbitrary point inside it
+    can be lost (TensorFlow turns it into a RuntimeError about device scopes), so a stop
+    waits for the next `check()`, which a Keras callback calls after each call into the
+    backend, and is raised at the latest on the way out."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    check()
+
+
+def check() -> None:
+    """Raise a stop that arrived while deferred."""
+    if _pending:
+        raise _pending.pop()

@@ -1,0 +1,51 @@
+"""pipeline/internals.py: the Keras internals the pipeline relies on are still there. Each
+test fails, naming the upgrade, the day a Keras upgrade moves one; the code itself then falls
+back to Keras' own behaviour (slower, or not byte-stable) rather than breaking."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import keras
+
+from pipeline import internals, model
+
+
+def test_keras_is_the_version_the_internals_were_read_from():
+    assert keras.__version__ == internals.KERAS_TESTED, (
+        f"Keras was upgraded from {internals.KERAS_TESTED} to {keras.__version__}: check the "
+        "two internals in pipeline/internals.py against it, then set KERAS_TESTED"
+    )
+
+
+def test_keras_still_has_its_lazy_tensorflow_module():
+    lazy = internals._lazy_tensorflow()
+    assert lazy is not None, (
+        f"Keras {keras.__version__} no longer has keras.src.utils.module_utils.tensorflow"
+        "._available: saving a model on JAX imports TensorFlow again (seconds per save); "
+        "find Keras' new switch and update internals.without_tensorflow"
+    )
+
+
+def test_keras_still_stamps_what_the_rewrite_removes(tiny_cfg, tmp_path):
+    net = model.build(tiny_cfg.model, tiny_cfg.train)
+    net.save(tmp_path / "raw.keras")
+    with zipfile.ZipFile(tmp_path / "raw.keras") as saved:
+        names = saved.namelist()
+        metadata = json.loads(saved.read(internals.METADATA))
+    assert {internals.METADATA, internals.CONFIG} <= set(names), (
+        f"Keras {keras.__version__} lays out a .keras file differently ({names}): update "
+        "internals.stable, or a saved model's bytes may change from save to save"
+    )
+    assert internals.DATE_SAVED in metadata, (
+        f"Keras {keras.__version__} no longer writes {internals.DATE_SAVED}: check what else "
+        "it stamps, and update internals.stable"
+    )
+
+
+def test_the_rewrite_gives_the_same_bytes_for_the_same_model(tiny_cfg, tmp_path):
+    net = model.build(tiny_cfg.model, tiny_cfg.train)
+    model.save(net, tmp_path / "a.keras")
+    model.save(net, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
