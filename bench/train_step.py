@@ -1,4 +1,4 @@
-"""The pipeline's train step (`pipeline.train.train`, no tracking) on the prepared arrays of the
+"""The pipeline's train step (`pipeline.engine.train`, no tracking) on the prepared arrays of the
 project it runs in, as the benchmark times it beside `bench/notebook.py`.
 
     python bench/train_step.py [--checkpoints]   (from the project root, data prepared)
@@ -17,20 +17,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import checkpoints, config, preprocess, provenance, train
+from pipeline import checkpoints, config, engine, preprocess, provenance
 
 
 class Timed(checkpoints.Training):
-    """A training's checkpoints, each write timed."""
+    """A training's checkpoints, each timed from its epoch's end (`epoch_ended`) to the end of
+    its write: the engine takes the model's state (`engine.state`) before it calls `write`, and
+    keeping a checkpoint costs both."""
 
     def __init__(self, cache: checkpoints.Cache, content: dict[str, Any]) -> None:
         super().__init__(cache, "timed", content)
         self.write_s: list[float] = []
+        self.ended = time.perf_counter()
 
-    def write(self, net: Any, epoch: int, rows: list[checkpoints.Row], random: list) -> None:
-        started = time.perf_counter()
-        super().write(net, epoch, rows, random)
-        self.write_s.append(time.perf_counter() - started)
+    def epoch_ended(self) -> None:
+        """Called as the epoch's history row is handed on, before its checkpoint is taken."""
+        self.ended = time.perf_counter()
+
+    def write(self, epoch: int, rows: list[checkpoints.Row], weights: bytes, random: list) -> None:
+        super().write(epoch, rows, weights, random)
+        self.write_s.append(time.perf_counter() - self.ended)
 
 
 def run(keep: bool = False) -> dict:
@@ -43,14 +49,13 @@ def run(keep: bool = False) -> dict:
     if keep:
         content = checkpoints.key(cfg, "bench", provenance.environment())
         saved_in = Timed(checkpoints.Cache(Path(scratch.name), 2**40), content)
-    net, _ = train.train(
-        cfg,
-        x,
-        y,
-        on_epoch=lambda _, values: seconds.append(values["epoch_time_s"]),
-        verbose=0,
-        saved_in=saved_in,
-    )
+
+    def on_epoch(_: int, values: dict[str, float]) -> None:
+        seconds.append(values["epoch_time_s"])
+        if saved_in:
+            saved_in.epoch_ended()
+
+    net, _ = engine.train(cfg, x, y, on_epoch=on_epoch, verbose=0, saved_in=saved_in)
     scratch.cleanup()
     x_test, y_test = preprocess.load_split(prepared, "test")
     accuracy = float((net.predict(x_test, verbose=0).argmax(axis=1) == y_test).mean())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.__main__ import flops_per_epoch, timed
+from bench.floor import flops_per_epoch
+from bench.harness import timed
 
 
 def test_work_per_epoch_of_the_notebooks_model():

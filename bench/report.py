@@ -1,0 +1,169 @@
+"""The benchmark's report: each speed issue's target against its figure, and the figures
+behind them, as the markdown of bench/RESULTS.md. Pure: results.json's dict in, text out."""
+
+from __future__ import annotations
+
+import statistics
+
+from bench.measure import BACKENDS
+
+
+def targets(results: dict) -> list[tuple[str, str, str, bool]]:
+    """(figure, measured, target, met) for each target of the speed issues."""
+    speed, floor = results["training"], results["floor"]
+    overhead, peaks = results["pipeline"], results["memory"]
+    sweep, rebuild = results["sweep"], results["reproduce"]
+    ratio = speed["pipeline"]["epoch_s"] / speed["notebook"]["epoch_s"]
+    to_floor = speed["pipeline"]["epoch_s"] / floor["floor_s"]
+    repro = overhead["repro_train_evaluate_s"] / overhead["notebook_script_s"]
+    worst = max((s for s in peaks if s != "notebook"), key=peaks.get)
+    mem = peaks[worst] / peaks["notebook"]
+    noop, per_job = overhead["noop_repro_s"], sweep["overhead_per_job_s"]
+    return [
+        ("training s/epoch, pipeline / notebook", f"{ratio:.2f}x", "<= 0.70x", ratio <= 0.7),
+        *peer_targets(speed),
+        ("training s/epoch / compute floor", f"{to_floor:.2f}x", "<= 2x", to_floor <= 2),
+        ("dvc repro train+evaluate / notebook script", f"{repro:.2f}x", "<= 1.25x", repro <= 1.25),
+        ("no-op dvc repro", f"{noop:.2f} s", "<= 1.0 s", noop <= 1.0),
+        (
+            "sweep: cost per extra job beyond training",
+            f"{per_job:.2f} s",
+            "<= 0.5 s",
+            per_job <= 0.5,
+        ),
+        (f"peak memory, worst stage ({worst}) / notebook", f"{mem:.2f}x", "<= 1.2x", mem <= 1.2),
+        (
+            "reproduce RUN, beyond its train stage",
+            f"{rebuild['overhead_s']:+.1f} s ({', '.join(rebuild['verdicts'])})",
+            "<= +5 s, identical",
+            rebuild["overhead_s"] <= 5 and set(rebuild["verdicts"]) == {"identical"},
+        ),
+    ] + checkpoint_targets(results["checkpoints"])
+
+
+def peer_targets(speed: dict) -> list[tuple[str, str, str, bool]]:
+    """The pipeline against the fastest peer, its warm-up, and every timed training's test
+    accuracy within the notebook's band."""
+    peers = speed["peers"]
+    others = {name: p for name, p in peers.items() if not name.startswith("pipeline")}
+    fastest = min(others, key=lambda name: others[name]["epoch_s"])
+    to_fastest = speed["pipeline"]["epoch_s"] / others[fastest]["epoch_s"]
+    warmup = speed["pipeline"]["first_epoch_s"] - speed["pipeline"]["epoch_s"]
+    accuracies = [a for p in peers.values() for a in p["test_accuracy"]]
+    return [
+        (
+            f"pipeline s/epoch / fastest peer's ({fastest})",
+            f"{to_fastest:.2f}x",
+            "<= 1.0x",
+            to_fastest <= 1,
+        ),
+        ("pipeline: first epoch - steady epoch", f"{warmup:.2f} s", "<= 0.3 s", warmup <= 0.3),
+        (
+            "test accuracy of every timed training",
+            f"{100 * min(accuracies):.2f}-{100 * max(accuracies):.2f}% ({len(accuracies)} runs)",
+            "97.4-98.2%",
+            all(0.974 <= a <= 0.982 for a in accuracies),
+        ),
+    ]
+
+
+def checkpoint_targets(cache: dict) -> list[tuple[str, str, str, bool]]:
+    """The checkpoint issue's targets."""
+    shared = cache["sweep_cached_s"] / cache["sweep_jobs_separately_s"]
+    extended = cache["exp_10_after_5_s"] / cache["exp_10_scratch_s"]
+    keeping = cache["write_s"] / cache["epoch_s"]
+    return [
+        (
+            "3x3 sweep with the cache / its 9 jobs run separately",
+            f"{shared:.2f}x",
+            "<= 0.6x",
+            shared <= 0.6,
+        ),
+        (
+            "`dvc exp run -S train.epochs=10` after the default / from scratch",
+            f"{extended:.2f}x",
+            "<= 0.6x",
+            extended <= 0.6,
+        ),
+        ("keeping a checkpoint / an epoch", f"{100 * keeping:.1f}%", "<= 5%", keeping <= 0.05),
+    ]
+
+
+def markdown(results: dict) -> str:
+    """RESULTS.md: the machine, then the targets table, then the details table."""
+    lines = [
+        f"# Benchmark results ({results['date']})",
+        "",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+        f"{results['machine']['memory_gib']} GiB; Python {results['machine']['python']}, "
+        f"jax {results['machine'].get('jax')}, tensorflow {results['machine']['tensorflow']}, "
+        f"keras {results['machine']['keras']}"
+        f", mlflow {results['machine']['mlflow']}, dvc {results['machine']['dvc']}. "
+        f"Medians of {results['reps']} interleaved repetitions. `python -m bench` made it.",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {value} | {target} | {'yes' if met else '**no**'} |"
+        for name, value, target, met in targets(results)
+    ]
+    return "\n".join(lines + ["", *details(results)]) + "\n"
+
+
+def details(results: dict) -> list[str]:
+    """The figures behind the targets, as a markdown table."""
+    speed, floor, overhead = results["training"], results["floor"], results["pipeline"]
+    lines = ["| detail | value |", "|---|---|"]
+    for name, peer in speed["peers"].items():
+        accuracy = statistics.median(peer["test_accuracy"])
+        lines.append(
+            f"| {name}: s/epoch, first epoch, whole script, test accuracy | "
+            f"{peer['epoch_s']:.2f} s, {peer['first_epoch_s']:.2f} s, {peer['script_s']:.1f} s, "
+            f"{100 * accuracy:.2f}% |"
+        )
+    lines += [
+        f"| {name} | not installed: `pip install -e '.[bench]'` |" for name in speed["left_out"]
+    ]
+    lines += [
+        f"| matrix-multiply peak | {floor['matmul_gflops']:.0f} GFLOP/s |",
+        f"| work per epoch (real / 3x rule) | {floor['gflop_real']:.0f} / "
+        f"{floor['gflop_rule_of_3']:.0f} GFLOP |",
+        f"| compute floor per epoch | {floor['floor_s']:.2f} s |",
+        f"| dvc repro train+evaluate / notebook script | "
+        f"{overhead['repro_train_evaluate_s']:.1f} s / "
+        f"{overhead['notebook_script_s']:.1f} s |",
+        f"| train+evaluate in one process (`python -m pipeline.sweep`) / notebook script "
+        f"| {overhead['one_process_s'] / overhead['notebook_script_s']:.2f}x "
+        f"({overhead['one_process_s']:.1f} s) |",
+        f"| `import keras` (paid by each stage's process) | {overhead['import_keras_s']:.1f} s |",
+        f"| sweep of {results['sweep']['jobs']} jobs / of 1 job (1 epoch each) | "
+        f"{results['sweep']['sweep_n_s']:.1f} s / {results['sweep']['sweep_1_s']:.1f} s |",
+        f"| reproduce RUN / its train stage | {results['reproduce']['reproduce_s']:.1f} s / "
+        f"{results['reproduce']['train_stage_s']:.1f} s |",
+        "| peak memory (MiB) | "
+        + ", ".join(f"{k} {v:.0f}" for k, v in results["memory"].items())
+        + " |",
+    ]
+    other = overhead["repro_other_backend"]
+    lines.append(
+        f"| dvc repro train+evaluate on {BACKENDS[other]} (`KERAS_BACKEND={other}`) | "
+        f"{overhead['repro_other_backend_s']:.1f} s |"
+    )
+    return lines + checkpoint_details(results["checkpoints"])
+
+
+def checkpoint_details(cache: dict) -> list[str]:
+    """The checkpoint cache's figures, as rows of the details table."""
+    return [
+        f"| 3x3 sweep: with the cache / without / its 9 jobs run separately | "
+        f"{cache['sweep_cached_s']:.0f} s / {cache['sweep_uncached_s']:.0f} s "
+        f"({cache['sweep_cached_s'] / cache['sweep_uncached_s']:.2f}x) / "
+        f"{cache['sweep_jobs_separately_s']:.0f} s |",
+        f"| the 9 job runs (MLflow start to end) inside the sweep without the cache | "
+        f"{cache['sweep_job_runs_s']:.0f} s |",
+        f"| `dvc exp run` of 10 epochs: after the default 5 / from scratch | "
+        f"{cache['exp_10_after_5_s']:.1f} s / {cache['exp_10_scratch_s']:.1f} s |",
+        f"| keeping a checkpoint / a steady epoch | {1000 * cache['write_s']:.0f} ms / "
+        f"{cache['epoch_s']:.2f} s |",
+    ]
