@@ -1,0 +1,214 @@
+"""Numbers once: every figure the README and docs/ quote is read from the generated file that
+holds it, formatted as the doc writes it, and looked for in the doc; a doc that drifted from
+its source fails here. And every link inside the project leads somewhere."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+
+from .helpers import ROOT
+from .helpers.docs import DOCS, anchors, figure, links, prose, quoted, source
+
+METRICS = "reports/metrics.json"  # evaluate's, for the committed run
+HISTORY = "reports/history.csv"  # train's, the same run per epoch
+BENCH = "bench/results.json"  # python -m bench
+BENCH_TABLE = "bench/RESULTS.md"  # python -m bench, for people
+SWEEP = "reports/sweep-overfitting/sweep_report.md"  # python -m pipeline.report (make sweep)
+README, PIPELINE, PERFORMANCE = "README.md", "docs/pipeline.md", "docs/performance.md"
+
+
+def percent(x):
+    return f"{100 * x:.2f}%"
+
+
+def points(x):
+    return f"{100 * x:+.2f}"
+
+
+def seconds(digits):
+    return lambda x: f"{x:.{digits}f} s"
+
+
+def ratio(x):
+    return f"{x:.2f}x"
+
+
+def day(x):
+    return x[:10]
+
+
+def last(h):
+    return h[str(len(h))]
+
+
+def peer(name, key):
+    return lambda b: b["training"]["peers"][name][key]
+
+
+def accuracy(name):
+    return lambda b: statistics.median(b["training"]["peers"][name]["test_accuracy"])
+
+
+def warmup(name):
+    return lambda b: peer(name, "first_epoch_s")(b) - peer(name, "epoch_s")(b)
+
+
+def cache(key):
+    return lambda b: b["checkpoints"][key]
+
+
+def onset(m):
+    found = m["overfitting_onset_epoch"]
+    return f"not within {m['epochs_trained']} epochs" if found is None else f"epoch {found}"
+
+
+def positive_from(h):
+    """The epoch from which the true gap stays above zero."""
+    gaps = {int(epoch): row["train_val_gap"] for epoch, row in h.items()}
+    return min(e for e in gaps if all(gap > 0 for later, gap in gaps.items() if later >= e))
+
+
+JAX, TF = "pipeline, JAX", "pipeline, TensorFlow"
+NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+# (doc, what it says with {} for each figure, source, the figures' keys, how the doc writes them)
+# fmt: off
+FIGURES = [
+    (README, "accuracy **{}**, in the notebook's band", METRICS, "test_accuracy", percent),
+    (README, "last epoch gives {}", METRICS, "train_accuracy", percent),
+    (README, "overfitting gap of {} points", METRICS, "overfitting_gap", points),
+    (README, "training digits gives {}, a gap of {}.", METRICS,
+     ("train_accuracy_evaluated", "overfitting_gap_evaluated"), (percent, points)),
+    (README, "the gap is {} points at epoch 1", HISTORY, "1/train_val_gap", points),
+    (README, "(the running mean's says {})", HISTORY,
+     lambda h: h["1"]["accuracy"] - h["1"]["val_accuracy"], points),
+    (README, "positive from epoch {} on", HISTORY, positive_from, str),
+    (README, "growing to {}.", HISTORY, lambda h: last(h)["train_val_gap"], points),
+    (README, "Validation loss is lowest at epoch {}", METRICS, "best_val_loss_epoch", str),
+    (PIPELINE, "test accuracy {} | train accuracy {} (the final model: {})", METRICS,
+     ("test_accuracy", "train_accuracy", "train_accuracy_evaluated"), percent),
+    (PIPELINE, "overfitting gap {} points (the final model's: {})", METRICS,
+     ("overfitting_gap", "overfitting_gap_evaluated"), points),
+    (PIPELINE, "last epoch) | {} |", METRICS, "train_accuracy", percent),
+    (PIPELINE, "54,000 training digits | {} |", METRICS, "train_accuracy_evaluated", percent),
+    (PIPELINE, "| validation accuracy (final epoch) | {} |", METRICS, "val_accuracy", percent),
+    (PIPELINE, "| **test accuracy** | **{}**", METRICS, "test_accuracy", percent),
+    (PIPELINE, "(train - test) | **{} points** |", METRICS, "overfitting_gap", points),
+    (PIPELINE, "gap of the final model | {} points |", METRICS,
+     "overfitting_gap_evaluated", points),
+    (PIPELINE, "| test loss | {} |", METRICS, "test_loss", "{:.4f}".format),
+    (PIPELINE, "validation accuracy | epoch {} / epoch {} |", METRICS,
+     ("best_val_loss_epoch", "best_val_accuracy_epoch"), str),
+    (PIPELINE, "| overfitting starts | {} |", METRICS, onset, str),
+    (PIPELINE, "the running mean is {} against {} on validation", HISTORY,
+     ("1/accuracy", "1/val_accuracy"), percent),
+    (PIPELINE, "Epoch 1 then shows {} against {}", HISTORY,
+     ("1/train_sample_accuracy", "1/val_accuracy"), percent),
+    (PIPELINE, "a gap of {} points, not {}.", HISTORY,
+     ("1/train_val_gap", lambda h: h["1"]["accuracy"] - h["1"]["val_accuracy"]), points),
+    (PERFORMANCE, "{} were missed on {}", BENCH_TABLE,
+     (lambda t: t.count("| **no** |"), lambda t: t.split("(")[1][:10]),
+     (lambda n: NUMBERS[n].capitalize(), str)),
+    (PERFORMANCE, "at {} (the committed one)", BENCH, "date", lambda d: d[11:16]),
+    (PERFORMANCE, "at 419 and {} GFLOP/s", BENCH, "floor/matmul_gflops", "{:.0f}".format),
+    (PERFORMANCE, "`import keras` at 5.0 and {}", BENCH, "pipeline/import_keras_s", seconds(1)),
+    (PERFORMANCE, "Measured {} ([bench/RESULTS.md](../bench/RESULTS.md)): the 3x3", BENCH,
+     "date", day),
+    (PERFORMANCE, "took {} with the cache, {} without it ({}) and {} as its 9 jobs run "
+     "separately ({};", BENCH,
+     (cache("sweep_cached_s"), cache("sweep_uncached_s"),
+      lambda b: cache("sweep_cached_s")(b) / cache("sweep_uncached_s")(b),
+      cache("sweep_jobs_separately_s"),
+      lambda b: cache("sweep_cached_s")(b) / cache("sweep_jobs_separately_s")(b)),
+     (seconds(0), seconds(0), ratio, seconds(0), ratio)),
+    (PERFORMANCE, "the command: {} against {} from scratch ({};", BENCH,
+     (cache("exp_10_after_5_s"), cache("exp_10_scratch_s"),
+      lambda b: cache("exp_10_after_5_s")(b) / cache("exp_10_scratch_s")(b)),
+     (seconds(1), seconds(1), ratio)),
+    (PERFORMANCE, "about {} are epochs", BENCH, lambda b: 10 * cache("epoch_s")(b), seconds(0)),
+    (PERFORMANCE, "the fixed part, about {} here, under the time of 2.5 epochs ({})", BENCH,
+     (lambda b: cache("exp_10_scratch_s")(b) - 10 * cache("epoch_s")(b),
+      lambda b: 2.5 * cache("epoch_s")(b)),
+     (seconds(0), seconds(1))),
+    (PERFORMANCE, "Keeping a checkpoint costs {} an epoch, {} of a steady epoch of {}", BENCH,
+     (cache("write_s"), lambda b: cache("write_s")(b) / cache("epoch_s")(b), cache("epoch_s")),
+     (lambda x: f"{1000 * x:.0f} ms", lambda x: f"{100 * x:.1f}%", seconds(2))),
+    (PERFORMANCE, "Measured {} in one benchmark run", BENCH, "date", day),
+    (PERFORMANCE, "the pipeline's epoch takes {} against {} on TensorFlow", BENCH,
+     (peer(JAX, "epoch_s"), peer(TF, "epoch_s")), seconds(2)),
+    (PERFORMANCE, "its first epoch {} more than a steady one ({} on TensorFlow)", BENCH,
+     (warmup(JAX), warmup(TF)), seconds(2)),
+    (PERFORMANCE, "its train step {} in all against {}", BENCH,
+     (peer(JAX, "script_s"), peer(TF, "script_s")), seconds(1)),
+    (PERFORMANCE, "train and evaluate {} against {}, where the notebook's own script takes {}",
+     BENCH, ("pipeline/repro_train_evaluate_s", "pipeline/repro_other_backend_s",
+             "pipeline/notebook_script_s"), seconds(1)),
+    (PERFORMANCE, "in the same benchmark run, {} against {} test accuracy", BENCH,
+     (accuracy(JAX), accuracy(TF)), percent),
+    (PERFORMANCE, "**The first epoch, {} over a steady one.**", BENCH, warmup(JAX), seconds(2)),
+    (PERFORMANCE, "**No-op `dvc repro`, {}**", BENCH, "pipeline/noop_repro_s", seconds(2)),
+    (PERFORMANCE, "**The sweep's cost per extra job, {}.**", BENCH,
+     "sweep/overhead_per_job_s", seconds(2)),
+    (PERFORMANCE, "of 10 epochs after 5, {}.**", BENCH,
+     lambda b: cache("exp_10_after_5_s")(b) / cache("exp_10_scratch_s")(b), ratio),
+]
+# fmt: on
+
+
+def expected(template, path, keys, formats):
+    keys = keys if isinstance(keys, tuple) else (keys,)
+    formats = formats if isinstance(formats, tuple) else (formats,) * len(keys)
+    data = source(path)
+    return template.format(*(f(figure(data, key)) for key, f in zip(keys, formats, strict=True)))
+
+
+@pytest.mark.parametrize(
+    "doc, template, path, keys, formats", FIGURES, ids=[f"{f[0]}: {f[1]}" for f in FIGURES]
+)
+def test_a_figure_the_docs_quote_is_its_sources(doc, template, path, keys, formats):
+    says = expected(template, path, keys, formats)
+    assert says in prose(doc), (
+        f"{doc} should say {says!r}, as {path} holds it: quote the source again, with its "
+        "date, or link to it instead"
+    )
+
+
+def test_the_per_epoch_table_is_the_committed_history():
+    rows = [
+        f"| {epoch} | {percent(e['accuracy'])} | {percent(e['train_sample_accuracy'])} | "
+        f"{percent(e['val_accuracy'])} | {points(e['train_val_gap'])} | {e['val_loss']:.4f} |"
+        for epoch, e in source(HISTORY).items()
+    ]
+    assert [row for row in rows if row not in prose(PIPELINE)] == [], f"as {HISTORY} has it"
+
+
+@pytest.mark.parametrize("doc", [README, "docs/sweeps.md"])
+def test_the_sweep_conclusions_quoted_are_the_generated_reports(doc):
+    report = " ".join(source(SWEEP).split())
+    items = quoted(doc)
+    assert items, f"{doc} quotes the sweep report"
+    assert [item for item in items if item not in report] == [], f"not in {SWEEP}"
+
+
+def test_the_sweeps_5_by_128_job_is_the_committed_run():
+    """docs/sweeps.md: the `5 x 128` job gives the same test accuracy as `dvc repro`."""
+    jobs = csv.DictReader(source("reports/sweep-overfitting/sweep_report.csv").splitlines())
+    job = next(job for job in jobs if (job["epochs"], job["batch_size"]) == ("5", "128"))
+    assert float(job["test_accuracy"]) == source(METRICS)["test_accuracy"]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_link_inside_the_project_leads_somewhere(doc):
+    broken = []
+    for target in links(doc):
+        path, _, anchor = target.partition("#")
+        where = (ROOT / doc).parent / path if path else ROOT / doc
+        if not where.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and where.suffix == ".md":
+            if anchor not in anchors(str(where.resolve().relative_to(ROOT))):
+                broken.append(f"{target}: no such heading")
+    assert broken == []
