@@ -108,8 +108,8 @@ def run(
     """In the open MLflow run: predict the test set (and the training digits), locate where
     overfitting starts, write metrics, predictions and pictures to `paths`, log them; return
     the metrics. The pictures are drawn in a thread of their own meanwhile: predicting the
-    training digits and logging leave the GIL, a second core draws (0.35 s less a sweep job,
-    2026-12-02)."""
+    training digits and logging leave the GIL, so a second core draws (the saving is in
+    docs/performance.md)."""
     prepared = Path(paths.prepared)
     x, y = preprocess.load_split(prepared, "test")
     proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)

@@ -142,7 +142,7 @@ class SweepCallback(Callback):
 
 
 def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
-    from pipeline import evaluate, train  # TensorFlow (4 s) only once a job runs
+    from pipeline import evaluate, train  # Keras (seconds) only once a job runs
 
     node = HydraConfig.get()
     out = Path(node.runtime.output_dir)

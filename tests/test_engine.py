@@ -1,15 +1,19 @@
-"""pipeline/engine.py: the training engine on tiny synthetic digits: it learns and records
-every epoch, early stopping keeps the best epoch, and the same seed gives the same weights."""
+"""pipeline/engine.py and its callbacks: the training engine on tiny synthetic digits: it
+learns and records every epoch, early stopping keeps the best epoch as Keras' own would, and
+the same seed gives the same weights."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 
-from pipeline import config, engine, model, provenance
+from pipeline import callbacks, config, engine, model, provenance
 from pipeline.config import Loss
+
+from .helpers.data import synthetic_digits
 
 
 def test_train_learns_and_records_every_epoch(tiny_cfg, tiny_data):
@@ -99,3 +103,38 @@ def test_steps_per_execution_changes_the_speed_not_the_model(tiny_cfg, tiny_data
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     columns = ["accuracy", "loss", "val_accuracy", "val_loss"]
     np.testing.assert_allclose(first_history[columns], second_history[columns], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "monitor, patience, min_delta",
+    [("val_loss", 2, 0.001), ("val_loss", 3, 0.01), ("val_accuracy", 2, 0.0)],
+)
+def test_early_stopping_stops_and_restores_as_keras_own_does(monitor, patience, min_delta):
+    """Ours is written on the public Callback API (to go on from a checkpoint); it must stop at
+    the same epoch and end with the same weights as Keras' EarlyStopping."""
+    cfg = config.validate(
+        config.compose(["model.hidden_units=16", "train.learning_rate=0.01"]), "small config"
+    )
+    x, y = synthetic_digits(600)
+    ours = callbacks.EarlyStopping(
+        config.EarlyStoppingConfig(True, config.Monitor(monitor), patience, min_delta)
+    )
+    keras_own = keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=patience, min_delta=min_delta, restore_best_weights=True
+    )
+    ended = []
+    for stopper in (ours, keras_own):
+        engine.fresh_start(1)
+        net = model.build(cfg.model, cfg.train)
+        fit = net.fit(
+            x,
+            model.targets(y, cfg.train.loss),
+            epochs=25,
+            batch_size=32,
+            validation_split=0.2,
+            callbacks=[stopper],
+            verbose=0,
+        )
+        ended.append((len(fit.history["loss"]), provenance.weights_digest(net.get_weights())))
+    assert ended[0] == ended[1]
+    assert ended[0][0] < 25, "this case should stop early"

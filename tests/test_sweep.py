@@ -17,7 +17,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from pipeline import report, sweep
+from pipeline import sweep, sweep_report
 from pipeline.tracking import sweeps
 
 from .helpers.processes import wait_for
@@ -74,10 +74,10 @@ def _assert_the_parent_sums_up(done, children, tmp_path: Path) -> None:
         for r in children
         if done.client.get_run(r.info.run_id).data.tags.get(sweeps.BEST_TAG)
     ] == [best.info.run_id]
-    logged = pd.read_csv(done.artifact(parent, report.CSV, tmp_path))
+    logged = pd.read_csv(done.artifact(parent, sweep_report.CSV, tmp_path))
     assert len(logged) == 4 and set(logged["run_id"]) == {r.info.run_id for r in children}
-    assert logged.equals(pd.read_csv(done.folder / report.CSV))
-    assert (done.folder / report.PLOT).stat().st_size > 10_000
+    assert logged.equals(pd.read_csv(done.folder / sweep_report.CSV))
+    assert (done.folder / sweep_report.PLOT).stat().st_size > 10_000
     assert best.info.run_id in parent.data.tags["mlflow.note.content"]
 
 
@@ -125,7 +125,7 @@ def test_a_failing_job_is_failed_the_others_still_log_and_the_sweep_exits_1(tmp_
     assert done.parent.info.status == "FAILED"
     assert done.parent.data.metrics["jobs_failed"] == 1
     assert "1 of 4 jobs failed" in done.output
-    assert pd.read_csv(done.folder / report.CSV)["status"].tolist().count("FAILED") == 1
+    assert pd.read_csv(done.folder / sweep_report.CSV)["status"].tolist().count("FAILED") == 1
 
 
 @pytest.mark.server  # an optional extra: make test-all installs it
