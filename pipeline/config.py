@@ -1,24 +1,22 @@
 """The configuration schema behind conf/ and params.yaml, and the one way to load it.
 
-`conf/` is composed by Hydra into `params.yaml` (by `python -m pipeline.config` or by DVC on
-`dvc exp run -S ...`). Every stage reads `params.yaml`, the file DVC hashed, through
-`load()`: wrong types, unknown keys and out-of-range values stop it before any work starts.
+`conf/` is composed by Hydra into `params.yaml` (by `python -m pipeline.config`, the command
+line in `pipeline.params`, or by DVC on `dvc exp run -S ...`). Every stage reads
+`params.yaml`, the file DVC hashed, through `load()`: wrong types, unknown keys and
+out-of-range values stop it before any work starts. The choices and bounds the schema allows
+are spelled in `pipeline.bounds`.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import enum
 import functools
 import logging
 import os
-import re
 import sys
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,8 @@ import yaml
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
-from pipeline import PipelineError, files
+from pipeline import PipelineError, bounds
+from pipeline.bounds import Activation, Loss, Monitor, Optimizer
 
 log = logging.getLogger(__name__)
 
@@ -38,67 +37,19 @@ class ConfigError(PipelineError, ValueError):
     """The configuration is invalid; the message names the key and what is allowed."""
 
 
-class Activation(enum.Enum):
-    relu = "relu"
-    gelu = "gelu"
-    elu = "elu"
-    selu = "selu"
-    tanh = "tanh"
-    sigmoid = "sigmoid"
-
-
-class Optimizer(enum.Enum):
-    rmsprop = "rmsprop"
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Monitor(enum.Enum):
-    val_loss = "val_loss"
-    val_accuracy = "val_accuracy"
-
-
-class Loss(enum.Enum):
-    categorical_crossentropy = "categorical_crossentropy"
-    sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
-
-
-@dataclass(frozen=True)
-class Bound:
-    """What a value must be, in words (`>= 1`) and as a test."""
-
-    rule: str
-    ok: Callable[[Any], bool]
-
-
-def bounded(rule: str, ok: Callable[[Any], Any]) -> Any:
-    """A field whose value comes from conf/ (no default here) and must keep `rule`."""
-    return field(default=MISSING, metadata={"bound": Bound(rule, lambda value: bool(ok(value)))})
-
-
-def at_least(low: int) -> Any:
-    return bounded(f">= {low}", lambda value: value >= low)
-
-
-def named() -> Any:
-    return bounded("a non-empty name", str.strip)
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
-
 # The schema: types and bounds. The values live in conf/ alone (MISSING here).
 
 
 @dataclass
 class DataConfig:
     url: str = MISSING
-    sha256: str = bounded("64 lowercase hex digits", _HEX64)
-    fingerprint: str = bounded("64 lowercase hex digits", _HEX64)
+    sha256: str = bounds.hex64()
+    fingerprint: str = bounds.hex64()
 
 
 @dataclass
 class ModelConfig:
-    hidden_units: int = at_least(1)
+    hidden_units: int = bounds.at_least(1)
     activation: Activation = MISSING
 
 
@@ -106,35 +57,35 @@ class ModelConfig:
 class EarlyStoppingConfig:
     enabled: bool = MISSING
     monitor: Monitor = MISSING
-    patience: int = at_least(1)
-    min_delta: float = bounded(">= 0", lambda value: value >= 0)
+    patience: int = bounds.at_least(1)
+    min_delta: float = bounds.bounded(">= 0", lambda value: value >= 0)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = at_least(1)
-    batch_size: int = at_least(1)
+    epochs: int = bounds.at_least(1)
+    batch_size: int = bounds.at_least(1)
     optimizer: Optimizer = MISSING
-    learning_rate: float = bounded("> 0", lambda value: value > 0)
+    learning_rate: float = bounds.bounded("> 0", lambda value: value > 0)
     loss: Loss = MISSING
-    validation_split: float = bounded("in [0, 1)", lambda value: 0 <= value < 1)
-    seed: int = at_least(0)
-    steps_per_execution: int = at_least(1)
-    train_sample: int = at_least(0)
+    validation_split: float = bounds.bounded("in [0, 1)", lambda value: 0 <= value < 1)
+    seed: int = bounds.at_least(0)
+    steps_per_execution: int = bounds.at_least(1)
+    train_sample: int = bounds.at_least(0)
     early_stopping: EarlyStoppingConfig = MISSING
 
 
 @dataclass
 class TrackingConfig:
-    experiment: str = named()
-    registered_model: str = named()
+    experiment: str = bounds.named()
+    registered_model: str = bounds.named()
 
 
 @dataclass
 class PathsConfig:
     raw: str = MISSING
     prepared: str = MISSING
-    model: str = bounded("a path ending in .keras", lambda value: value.endswith(".keras"))
+    model: str = bounds.bounded("a path ending in .keras", lambda value: value.endswith(".keras"))
     history: str = MISSING
     environment: str = MISSING
     metrics: str = MISSING
@@ -145,8 +96,8 @@ class PathsConfig:
 @dataclass
 class CheckpointsConfig:
     enabled: bool = MISSING
-    dir: str = named()
-    max_size_mb: int = at_least(1)
+    dir: str = bounds.named()
+    max_size_mb: int = bounds.at_least(1)
 
 
 @dataclass
@@ -183,10 +134,9 @@ def _check_bounds(node: Any, prefix: str = "") -> None:
         value, key = getattr(node, item.name), f"{prefix}{item.name}"
         if dataclasses.is_dataclass(value):
             _check_bounds(value, f"{key}.")
-        elif "bound" in item.metadata and not item.metadata["bound"].ok(value):
+        elif (bound := bounds.of(item)) is not None and not bound.ok(value):
             raise ConfigError(
-                f"{key} must be {item.metadata['bound'].rule}, got {value!r} "
-                f"(for example {key}={_default(key)})"
+                f"{key} must be {bound.rule}, got {value!r} (for example {key}={_default(key)})"
             )
 
 
@@ -324,30 +274,7 @@ def dump(plain: dict) -> str:
     return header + yaml.safe_dump(plain, sort_keys=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.config",
-        description="Compose conf/ (with Hydra overrides) into params.yaml, or --check it.",
-    )
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.epochs=10")
-    parser.add_argument("--output", default=PARAMS_FILE, type=Path)
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="only validate the existing file (the check_params stage)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.check:
-            load(args.output)
-        else:
-            files.write_text(args.output, dump(compose(args.overrides)))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
-    print(f"{args.output} is valid" if args.check else f"wrote {args.output}")  # noqa: T201
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline import params  # the command line, which imports this module as pipeline.config
+
+    sys.exit(params.main())

@@ -29,7 +29,7 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from pipeline import PipelineError, cli, config, files
+from pipeline import PipelineError, cli, config, files, retry
 from pipeline.mnist import fingerprint
 
 log = logging.getLogger(__name__)
@@ -110,26 +110,33 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Download `url` into `dest`, retrying network errors and 5xx with exponential backoff."""
-    for attempt in range(1, attempts + 1):
-        try:
-            _stream(url, dest, timeout)
-            return
-        except (urllib.error.URLError, OSError) as err:
-            if not _retryable(err) or attempt == attempts:
-                raise DownloadError(
-                    f"could not download {url} after {attempt} attempt(s): {err}. Offline? "
-                    f"Point {SOURCE_ENV} at a local copy of mnist.npz"
-                ) from None
-            wait = backoff * 2 ** (attempt - 1)
-            log.warning(
-                "attempt %d/%d for %s failed (%s); retrying in %.0f s",
-                attempt,
-                attempts,
-                url,
-                err,
-                wait,
-            )
-            sleep(wait)
+
+    def warn(attempt: int, err: Exception, wait: float) -> None:
+        log.warning(
+            "attempt %d/%d for %s failed (%s); retrying in %.0f s",
+            attempt,
+            attempts,
+            url,
+            err,
+            wait,
+        )
+
+    def failed(attempt: int, err: Exception) -> DownloadError:
+        return DownloadError(
+            f"could not download {url} after {attempt} attempt(s): {err}. Offline? "
+            f"Point {SOURCE_ENV} at a local copy of mnist.npz"
+        )
+
+    retry.call(
+        lambda: _stream(url, dest, timeout),
+        attempts=attempts,
+        errors=(urllib.error.URLError, OSError),
+        retryable=_retryable,
+        backoff=backoff,
+        sleep=sleep,
+        on_retry=warn,
+        give_up=failed,
+    )
 
 
 def copy_from(source: str, dest: Path, **fetch_kwargs) -> None:

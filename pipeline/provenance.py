@@ -9,7 +9,7 @@ import hashlib
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -95,13 +95,28 @@ def differences(recorded: Mapping[str, str], here: Mapping[str, str]) -> list[st
     ]
 
 
-def git(*args: str, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> str | None:
-    """`git ARGS` in `cwd`: its output, or None when git is missing or exits outside `ok`."""
+def git(
+    *args: str,
+    cwd: Path | None = None,
+    ok: tuple[int, ...] = (0,),
+    timeout: float = 30,
+    errors: Callable[[str], Exception] | None = None,
+) -> str | None:
+    """`git ARGS` in `cwd`: its output. Where git is missing, times out or exits outside `ok`:
+    None, or given `errors`, the exception it makes of the reason (git's own message)."""
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        reason = str(err)
+    else:
+        if done.returncode in ok:
+            return done.stdout
+        reason = done.stderr.strip()
+    if errors is None:
         return None
-    return done.stdout if done.returncode in ok else None
+    raise errors(f"git {' '.join(args)} failed: {reason}")
 
 
 def commit(cwd: Path | None = None) -> str | None:

@@ -40,10 +40,8 @@ class ReproduceError(PipelineError):
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    if done.returncode:
-        raise ReproduceError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+    """`git ARGS`'s output; a ReproduceError with git's own message if it fails."""
+    return str(provenance.git(*args, cwd=cwd, timeout=120, errors=ReproduceError))
 
 
 def require_commit(run: recorded.Recorded) -> None:
@@ -118,8 +116,8 @@ def worktree(run: recorded.Recorded, scratch: Path) -> Iterator[Path]:
             _git("apply", "--binary", str(patch), cwd=tree)
         yield tree
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)
-        subprocess.run(["git", "worktree", "prune"], capture_output=True)
+        provenance.git("worktree", "remove", "--force", str(tree))  # best effort: never raises
+        provenance.git("worktree", "prune")
 
 
 def _backend(run: recorded.Recorded) -> dict[str, str]:

@@ -39,27 +39,36 @@ def _experiment_id() -> str | None:
     return found.experiment_id if found else None
 
 
-def command(port: int) -> list[str]:
-    uri = store.uri()
-    if uri.startswith(("http://", "https://", "databricks")):
-        raise PipelineError(
-            f"MLFLOW_TRACKING_URI is a server ({uri}): open it in a browser "
-            "instead, or unset it to browse this project's own store"
-        )
+def mlflow_server(backend: str, host: str, port: int, workers: int, *options: str) -> list[str]:
+    """The `mlflow server` command line on the store `backend`, listening on host:port with
+    `workers` workers, and `options`: what this UI and the team's server (`pipeline.server`)
+    run."""
     return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        uri,
+        backend,
         "--host",
-        HOST,
+        host,
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
+        *options,
     ]
+
+
+def command(port: int) -> list[str]:
+    """This UI's `mlflow server` on the project's own store: one worker, 127.0.0.1 only."""
+    uri = store.uri()
+    if uri.startswith(("http://", "https://", "databricks")):
+        raise PipelineError(
+            f"MLFLOW_TRACKING_URI is a server ({uri}): open it in a browser "
+            "instead, or unset it to browse this project's own store"
+        )
+    return mlflow_server(uri, HOST, port, 1)
 
 
 def main(argv: list[str] | None = None) -> None:

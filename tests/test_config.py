@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline import config
+from pipeline import config, params
 from pipeline.config import ConfigError, Loss, Optimizer
 
 from .helpers import ROOT
@@ -121,10 +121,10 @@ def test_missing_params_yaml_says_how_to_create_it(tmp_path):
 
 def test_config_main_writes_params_and_refuses_bad_overrides(tmp_path, capsys):
     out = tmp_path / "params.yaml"
-    assert config.main(["train.epochs=7", "--output", str(out)]) == 0
+    assert params.main(["train.epochs=7", "--output", str(out)]) == 0
     assert config.load(out).train.epochs == 7
     before = out.read_text()
-    assert config.main(["train.epochs=0", "--output", str(out)]) == 2
+    assert params.main(["train.epochs=0", "--output", str(out)]) == 2
     assert "train.epochs must be >= 1" in capsys.readouterr().err
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
@@ -132,11 +132,11 @@ def test_config_main_writes_params_and_refuses_bad_overrides(tmp_path, capsys):
 
 def test_config_check_refuses_a_key_no_stage_reads(tmp_path, capsys):
     out = tmp_path / "params.yaml"
-    assert config.main(["--check", "--output", str(ROOT / "params.yaml")]) == 0
+    assert params.main(["--check", "--output", str(ROOT / "params.yaml")]) == 0
     plain = config.compose()
     plain["typo"] = 5
     out.write_text(yaml.safe_dump(plain))
-    assert config.main(["--check", "--output", str(out)]) == 2
+    assert params.main(["--check", "--output", str(out)]) == 2
     assert "unknown key 'typo'" in capsys.readouterr().err
 
 

@@ -22,6 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.server import get_app_client
 
+from pipeline import postgres
 from pipeline import server as team_server
 
 from .helpers.data import write_prepared
@@ -32,7 +33,7 @@ from .helpers.sweep import Sweep
 pytestmark = pytest.mark.server
 pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test-all does)")
 try:
-    team_server.pg_program("initdb")
+    postgres.pg_program("initdb")
 except Exception as err:  # noqa: BLE001 - the reason is printed in the skip
     pytest.skip(f"{err} (make test-all installs it)", allow_module_level=True)
 

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from pipeline.tracking import record, runs, store
 
@@ -64,3 +66,36 @@ def test_parallel_jobs_on_a_fresh_store_all_log(tmp_path):
         [MlflowClient(store.uri()).get_experiment_by_name("exp").experiment_id]
     )
     assert len(logged) == 4 and all(r.info.status == "FINISHED" for r in logged)
+
+
+def _losing(times: int, message: str):
+    """A write that loses `times` races (MlflowException `message`), then returns "written"."""
+    calls: list[int] = []
+
+    def write() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise MlflowException(message)
+        return "written"
+
+    return write, calls
+
+
+def test_a_write_that_loses_a_race_tries_again_until_it_wins():
+    write, calls = _losing(store.ATTEMPTS - 1, "UNIQUE constraint failed: datasets.id")
+    assert store.racing(write) == "written"
+    assert len(calls) == store.ATTEMPTS
+
+
+def test_a_write_that_loses_every_race_raises_the_last_loss():
+    write, calls = _losing(store.ATTEMPTS, 'duplicate key value violates "registered_model_alias"')
+    with pytest.raises(MlflowException, match="duplicate key value"):
+        store.racing(write)
+    assert len(calls) == store.ATTEMPTS
+
+
+def test_any_other_mlflow_error_is_raised_at_once():
+    write, calls = _losing(1, "RESOURCE_DOES_NOT_EXIST: no such model")
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        store.racing(write)
+    assert len(calls) == 1

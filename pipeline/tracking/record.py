@@ -12,7 +12,6 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.data.numpy_dataset import from_numpy
-from mlflow.exceptions import MlflowException
 
 from pipeline import config, provenance
 from pipeline.tracking import store
@@ -77,16 +76,10 @@ def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) ->
         dataset = from_numpy(
             x, targets=y, source=source, name=f"mnist-{context}", digest=meta["fingerprint"][:8]
         )
-    for attempt in range(1, store.ATTEMPTS + 1):
-        try:
-            mlflow.log_input(dataset, context=context)
-            break
-        except MlflowException as err:
-            # MLflow's SQL store looks the dataset up, then inserts it: jobs starting together
-            # can all miss it, and all inserts but one then break the unique key. Another try
-            # finds the one that was inserted and links it to this run.
-            if attempt == store.ATTEMPTS or not store.duplicate_key(err):
-                raise
+    # MLflow's SQL store looks the dataset up, then inserts it: jobs starting together can all
+    # miss it, and all inserts but one then break the unique key. Another try finds the one
+    # that was inserted and links it to this run.
+    store.racing(lambda: mlflow.log_input(dataset, context=context))
     mlflow.set_tag(FINGERPRINT_TAG, meta["fingerprint"])
 
 

@@ -67,7 +67,8 @@ def _crown(client: MlflowClient, name: str, version: str, val_accuracy: float | 
     """Move the `champion` alias to `version` if its validation accuracy beats the
     champion's; whether it did. On a server, jobs that finish together can race to create
     the alias: the losers try again against the winner's."""
-    for attempt in range(1, store.ATTEMPTS + 1):
+
+    def attempt() -> bool:
         try:
             champion = client.get_model_version_by_alias(name, CHAMPION)
             best = float(champion.tags.get("val_accuracy", "-inf"))
@@ -75,13 +76,10 @@ def _crown(client: MlflowClient, name: str, version: str, val_accuracy: float | 
             best = float("-inf")
         if val_accuracy is None or val_accuracy <= best:
             return False
-        try:
-            client.set_registered_model_alias(name, CHAMPION, version)
-            return True
-        except MlflowException as err:
-            if attempt == store.ATTEMPTS or not store.duplicate_key(err):
-                raise
-    return False
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return True
+
+    return store.racing(attempt)
 
 
 def load_model(model_uri: str) -> Any:

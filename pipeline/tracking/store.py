@@ -9,20 +9,23 @@ in `dvc exp` queue copies, which must write to the one real store) or the workin
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import mlflow
 from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from pipeline import PipelineError
+from pipeline import PipelineError, retry
 from pipeline.config import project_root
 
 LOCK_TIMEOUT_S = 120
 KIND_TAG, TRAINING = "mlflow.experimentKind", "custom_model_development"
 ATTEMPTS = 3  # of a write that parallel jobs can race on (see duplicate_key)
+
+T = TypeVar("T")
 
 
 class TrackingError(PipelineError):
@@ -94,3 +97,9 @@ def duplicate_key(err: MlflowException) -> bool:
     inserts but one then fail. Another try finds the row that won and goes on from there."""
     message = str(err)
     return "duplicate key value" in message or "UNIQUE constraint failed" in message
+
+
+def racing(write: Callable[[], T]) -> T:
+    """What `write()` returns, tried again (ATTEMPTS in all) while it loses a race on a unique
+    key (`duplicate_key`); any other error, or the last, goes through."""
+    return retry.call(write, attempts=ATTEMPTS, errors=MlflowException, retryable=duplicate_key)

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import server as team_server
+from pipeline import postgres
 
 from .processes import answers, free_port
 
@@ -97,7 +97,7 @@ class Server:
         return self.proc.returncode
 
     def database_up(self) -> bool:
-        return team_server.Postgres(self.data / "postgres").up()
+        return postgres.Postgres(self.data / "postgres").up()
 
     def sql(self, query: str, *args: str) -> list[tuple]:
         """Ask the cluster itself (its socket folder is line 5 of postmaster.pid)."""
