@@ -80,6 +80,6 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
 
 def quick_exit() -> None:
     """Spare the garbage collector's last pass over TensorFlow's objects: without it, a
-    process that imported TensorFlow takes over a second longer to exit. Files are closed and atexit
-    handlers run as usual."""
+    process that imported TensorFlow takes over a second longer to exit. Files are closed and
+    atexit handlers run as usual."""
     gc.freeze()

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, config, files, mnist, model, overfitting, plots, preprocess, provenance
-from pipeline.tracking import record, runs, store
+from pipeline.tracking import names, record, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,10 @@ def summarize(
     test_accuracy = float(np.mean(predicted == labels))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     metrics = {
-        "test_loss": model.cross_entropy(proba, labels),
-        "test_accuracy": test_accuracy,
-        "train_accuracy": train_accuracy,
-        "overfitting_gap": train_accuracy - test_accuracy,
+        names.TEST_LOSS: model.cross_entropy(proba, labels),
+        names.TEST_ACCURACY: test_accuracy,
+        names.TRAIN_ACCURACY: train_accuracy,
+        names.GAP: train_accuracy - test_accuracy,
         "per_class_accuracy": {str(digit): float(acc) for digit, acc in enumerate(per_class)},
     }
     return metrics, matrix
@@ -90,11 +90,11 @@ def _record(metrics: dict, matrix: np.ndarray, files_written: list[Path]) -> Non
     numbers = {
         key: value
         for key, value in metrics.items()
-        if key not in ("per_class_accuracy", "val_accuracy") and value is not None
+        if key not in ("per_class_accuracy", names.VAL_ACCURACY) and value is not None
     }  # val_accuracy is in the run already, per epoch
     record.metrics(numbers)
-    if "overfitting_onset_epoch" in metrics:
-        record.tags({"overfitting_onset": str(metrics["overfitting_onset_epoch"] or "none")})
+    if names.ONSET in metrics:
+        record.tags({names.ONSET_TAG: str(metrics[names.ONSET] or "none")})
     record.document(
         {"rows": "true label", "columns": "predicted label", "matrix": matrix.tolist()},
         "confusion_matrix.json",
@@ -145,11 +145,11 @@ def _measure(
     final = overfitting.kept(history)
     evaluated = trained_accuracy(net, prepared, validation_split)
     metrics["train_accuracy_evaluated"] = evaluated
-    metrics["overfitting_gap_evaluated"] = evaluated - metrics["test_accuracy"]
+    metrics[names.GAP_EVALUATED] = evaluated - metrics[names.TEST_ACCURACY]
     metrics |= where
-    metrics |= {"epochs_trained": len(history), "kept_epoch": int(final["epoch"])}
+    metrics |= {names.EPOCHS_TRAINED: len(history), names.KEPT_EPOCH: int(final["epoch"])}
     if "val_accuracy" in history:
-        metrics["val_accuracy"] = float(final["val_accuracy"])
+        metrics[names.VAL_ACCURACY] = float(final["val_accuracy"])
 
 
 def _report(metrics: dict, table: pd.DataFrame) -> None:
@@ -163,18 +163,18 @@ def _report(metrics: dict, table: pd.DataFrame) -> None:
     log.info(
         "test accuracy %.2f%% | train accuracy %.2f%% (the final model: %.2f%%) | "
         "overfitting gap %+.2f points (the final model's: %+.2f)",
-        100 * metrics["test_accuracy"],
-        100 * metrics["train_accuracy"],
+        100 * metrics[names.TEST_ACCURACY],
+        100 * metrics[names.TRAIN_ACCURACY],
         100 * metrics["train_accuracy_evaluated"],
-        100 * metrics["overfitting_gap"],
-        100 * metrics["overfitting_gap_evaluated"],
+        100 * metrics[names.GAP],
+        100 * metrics[names.GAP_EVALUATED],
     )
-    if "best_val_loss_epoch" in metrics:
-        onset = metrics["overfitting_onset_epoch"]
+    if names.BEST_VAL_LOSS_EPOCH in metrics:
+        onset = metrics[names.ONSET]
         log.info(
             "validation loss lowest at epoch %d, accuracy highest at epoch %d; %s",
-            metrics["best_val_loss_epoch"],
-            metrics["best_val_accuracy_epoch"],
+            metrics[names.BEST_VAL_LOSS_EPOCH],
+            metrics[names.BEST_VAL_ACCURACY_EPOCH],
             f"overfitting from epoch {onset}" if onset else "no overfitting yet",
         )
 
@@ -184,10 +184,10 @@ def main() -> None:
     paths = cfg.paths
     net = model.load(Path(paths.model))
     digest = provenance.weights_digest(net.get_weights())
-    stage = {runs.STAGE_TAG: "train"}
+    stage = {names.STAGE: "train"}
     # The run that trained these weights: the latest with their digest (DVC may have
     # restored the model from its cache rather than retrain it, and then no new run exists).
-    trained = runs.find(cfg.tracking.experiment, stage | {record.WEIGHTS_TAG: digest})
+    trained = runs.find(cfg.tracking.experiment, stage | {names.WEIGHTS: digest})
     if trained is None:
         log.warning(
             "no run in %s trained these weights (digest %s): recording into a new run",

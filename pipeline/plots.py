@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pipeline import files
+from pipeline.tracking import names
 
 LEARNING_CURVES = "learning_curves.png"
 CONFUSION = "confusion_matrix.png"
@@ -77,11 +78,11 @@ def _train(accuracy: Axes, loss: Axes, history: pd.DataFrame) -> pd.Series:
 
 def _mark(axes: Axes, located: dict, last: int) -> None:
     """The best epoch by validation loss, and the epochs from the onset on, on `axes`."""
-    if located.get("best_val_loss_epoch"):
-        best = located["best_val_loss_epoch"]
+    if located.get(names.BEST_VAL_LOSS_EPOCH):
+        best = located[names.BEST_VAL_LOSS_EPOCH]
         axes.axvline(best, color="green", ls="--", label=f"lowest validation loss (epoch {best})")
-    if located.get("overfitting_onset_epoch"):
-        onset = located["overfitting_onset_epoch"]
+    if located.get(names.ONSET):
+        onset = located[names.ONSET]
         axes.axvspan(
             onset - 0.5,
             last + 0.5,

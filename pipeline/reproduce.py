@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import PipelineError, cli, config, download, provenance
-from pipeline.tracking import record, recorded, runs
+from pipeline.tracking import names, record, recorded, runs
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def reproduce(ref: str) -> bool:
     with tempfile.TemporaryDirectory(prefix="reproduce-") as folder:
         scratch = Path(folder)
         raw = find_data(run, scratch)
-        tags = {recorded.REPRODUCES_TAG: run.run_id, record.COMMIT_TAG: run.commit}
+        tags = {names.REPRODUCES: run.run_id, names.COMMIT: run.commit}
         with runs.start(run.experiment, name=f"reproduce {run.name}", tags=tags) as reproduction:
             log.info(
                 "rebuilding run %s from %s in MLflow run %s", run.run_id, source, reproduction
@@ -211,7 +211,7 @@ def reproduce(ref: str) -> bool:
             same, detail = compare(run.history(keys), run.weights_digest, rebuilt)
             verdict = "identical" if same else "diverged"
             record.metrics({"rebuild_s": took})
-            record.tags({recorded.VERDICT_TAG: verdict})
+            record.tags({names.VERDICT: verdict})
         run.note(verdict, reproduction)
     changed = provenance.differences(run.environment, rebuilt["environment"])
     print(  # noqa: T201 (the verdict is the command's output)

@@ -21,22 +21,22 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import cli, config
-from pipeline.tracking import store, sweeps
+from pipeline.tracking import names, store, sweeps
 
 log = logging.getLogger(__name__)
 
 CSV, MARKDOWN, PLOT = "sweep_report.csv", "sweep_report.md", "sweep_report.png"
 CURVES = "sweep_val_loss.png"
 ACCURACIES = (
-    "train_accuracy",
-    "val_accuracy",
-    "test_accuracy",
-    "overfitting_gap",
-    "overfitting_gap_evaluated",
+    names.TRAIN_ACCURACY,
+    names.VAL_ACCURACY,
+    names.TEST_ACCURACY,
+    names.GAP,
+    names.GAP_EVALUATED,
 )
-EPOCHS = ("best_val_loss_epoch", "overfitting_onset_epoch")
-METRICS = (*ACCURACIES, "test_loss", *EPOCHS)  # test loss rising again: overfitting too
-GAP = "overfitting_gap_evaluated"  # the final model's train accuracy - its test accuracy
+EPOCHS = (names.BEST_VAL_LOSS_EPOCH, names.ONSET)
+METRICS = (*ACCURACIES, names.TEST_LOSS, *EPOCHS)  # test loss rising again: overfitting too
+GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
 AXES = ("train.epochs", "train.batch_size")
 
 
@@ -83,8 +83,8 @@ def failed(rows: pd.DataFrame) -> int:
 
 def best(rows: pd.DataFrame) -> pd.Series | None:
     """The finished run with the highest validation accuracy (never chosen on test accuracy)."""
-    done = rows[(rows["status"] == "FINISHED") & rows["val_accuracy"].notna()]
-    return None if done.empty else done.loc[done["val_accuracy"].idxmax()]
+    done = rows[(rows["status"] == "FINISHED") & rows[names.VAL_ACCURACY].notna()]
+    return None if done.empty else done.loc[done[names.VAL_ACCURACY].idxmax()]
 
 
 def markdown(rows: pd.DataFrame) -> str:
@@ -94,14 +94,14 @@ def markdown(rows: pd.DataFrame) -> str:
         shown[metric] = (100 * shown[metric]).round(2)
     shown = shown.rename(
         columns={
-            "train_accuracy": "train %",
-            "val_accuracy": "val %",
-            "test_accuracy": "test %",
-            "overfitting_gap": "gap (points)",
-            "overfitting_gap_evaluated": "final model's gap",
-            "best_val_loss_epoch": "lowest val loss at",
-            "overfitting_onset_epoch": "overfits from",
-            "test_loss": "test loss",
+            names.TRAIN_ACCURACY: "train %",
+            names.VAL_ACCURACY: "val %",
+            names.TEST_ACCURACY: "test %",
+            names.GAP: "gap (points)",
+            names.GAP_EVALUATED: "final model's gap",
+            names.BEST_VAL_LOSS_EPOCH: "lowest val loss at",
+            names.ONSET: "overfits from",
+            names.TEST_LOSS: "test loss",
             "time_s": "time (s)",
         }
     )
@@ -120,14 +120,9 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     panels = zip(
         figure.subplots(1, 3),
         (
-            ("test_accuracy", 100, "Test accuracy", "%"),
-            (
-                "overfitting_gap",
-                100,
-                "Overfitting gap (train - test accuracy)",
-                "percentage points",
-            ),
-            ("test_loss", 1, "Test loss", "cross-entropy"),
+            (names.TEST_ACCURACY, 100, "Test accuracy", "%"),
+            (names.GAP, 100, "Overfitting gap (train - test accuracy)", "percentage points"),
+            (names.TEST_LOSS, 1, "Test loss", "cross-entropy"),
         ),
         strict=True,
     )
@@ -187,9 +182,9 @@ def _group(label: str, group: pd.DataFrame) -> str:
     """Where one group of jobs (the same params but the epochs) bottoms, overfits, and how its
     gap moves with the epochs; the longest job has seen the most of the curve."""
     longest = group.iloc[-1]
-    text = f"{label}: validation loss is lowest at epoch {int(longest['best_val_loss_epoch'])}"
+    text = f"{label}: validation loss is lowest at epoch {int(longest[names.BEST_VAL_LOSS_EPOCH])}"
     text += f" of {int(longest['epochs'])}"
-    onset = longest["overfitting_onset_epoch"]
+    onset = longest[names.ONSET]
     if pd.notna(onset):
         text += f", and overfitting starts at epoch {int(onset)}"
     else:
@@ -220,7 +215,7 @@ def conclusions(rows: pd.DataFrame) -> list[str]:
     every param but the epochs, where validation loss bottoms, where overfitting starts, how
     the final model's gap grows with the epochs; then with the batch size."""
     done = rows[(rows["status"] == "FINISHED") & rows[GAP].notna()]
-    done = done[done["best_val_loss_epoch"].notna()]
+    done = done[done[names.BEST_VAL_LOSS_EPOCH].notna()]
     fixed = {"run", "run_id", "status", "time_s", "epochs", *METRICS}
     keys = [column for column in rows.columns if column not in fixed]
     if done.empty:
@@ -239,9 +234,9 @@ def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
     if chosen is not None:
         text += (
             f" Best by validation accuracy: {chosen['run']} (run {chosen['run_id']}): "
-            f"validation {100 * chosen['val_accuracy']:.2f}%, test "
-            f"{100 * chosen['test_accuracy']:.2f}%, overfitting gap "
-            f"{100 * chosen['overfitting_gap']:+.2f} points."
+            f"validation {100 * chosen[names.VAL_ACCURACY]:.2f}%, test "
+            f"{100 * chosen[names.TEST_ACCURACY]:.2f}%, overfitting gap "
+            f"{100 * chosen[names.GAP]:+.2f} points."
         )
     return text
 
@@ -254,7 +249,7 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
         raise store.TrackingError(f"sweep run {parent_id} has no jobs in {store.uri()}")
     rows = table(runs)
     chosen = best(rows)
-    output = output or Path(tags.get("sweep_dir") or f"reports/sweep-{parent_id}")
+    output = output or Path(tags.get(names.SWEEP_DIR) or f"reports/sweep-{parent_id}")
     output.mkdir(parents=True, exist_ok=True)
     rows.to_csv(output / CSV, index=False)
     findings = "".join(f"- {line}\n" for line in conclusions(rows))
@@ -266,8 +261,8 @@ def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
     metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
     if chosen is not None:
         metrics |= {
-            "best_val_accuracy": float(chosen["val_accuracy"]),
-            "best_test_accuracy": float(chosen["test_accuracy"]),
+            names.BEST_VAL_ACCURACY: float(chosen[names.VAL_ACCURACY]),
+            names.BEST_TEST_ACCURACY: float(chosen[names.TEST_ACCURACY]),
         }
     sweeps.publish(
         parent_id,

@@ -27,12 +27,9 @@ from pipeline import (
     preprocess,
     provenance,
 )
-from pipeline.tracking import record, registry, runs, store
+from pipeline.tracking import names, record, registry, runs, store
 
 log = logging.getLogger(__name__)
-
-# The epoch the run went on from (its checkpoint's), 0 from scratch, `off` without the cache.
-CHECKPOINT_TAG, CHECKPOINT_KEY_TAG = "checkpoint_from_epoch", "checkpoint_key"
 
 
 def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.DataFrame, str]:
@@ -57,8 +54,8 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
         len(x) - trained,
     )
     net, history = engine.train(cfg, x, y, on_epoch=record.epoch, saved_in=saved_in)
-    started = {CHECKPOINT_TAG: str(saved_in.started_from) if saved_in else "off"}
-    record.tags(started | ({CHECKPOINT_KEY_TAG: saved_in.key} if saved_in else {}))
+    started = {names.CHECKPOINT_FROM: str(saved_in.started_from) if saved_in else "off"}
+    record.tags(started | ({names.CHECKPOINT_KEY: saved_in.key} if saved_in else {}))
     if cfg.train.early_stopping.enabled:
         kept = int(overfitting.kept(history)["epoch"])
         log.info("early stopping: trained %d epochs, kept epoch %d's weights", len(history), kept)
@@ -102,7 +99,7 @@ def main() -> None:
     cfg = config.load()
     # No file links the outputs to the run: they would differ on every run. Evaluate finds
     # the run by the weights' digest.
-    with runs.start(cfg.tracking.experiment, tags={runs.STAGE_TAG: "train"}) as run_id:
+    with runs.start(cfg.tracking.experiment, tags={names.STAGE: "train"}) as run_id:
         log.info("MLflow run %s", run_id)
         run(cfg, cfg.paths)
 

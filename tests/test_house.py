@@ -27,8 +27,7 @@ def test_no_function_is_longer_than_40_lines(path):
 
 
 @pytest.mark.parametrize(
-    "folder, most",
-    [("pipeline", 300), ("bench", 300), ("tests", 300), ("pipeline/tracking", 180)],
+    "folder, most", [("pipeline", 300), ("bench", 300), ("tests", 300), ("pipeline/tracking", 180)]
 )
 def test_files_stay_small(folder, most):
     sizes = {
@@ -45,3 +44,31 @@ def test_test_modules_import_helpers_never_each_other():
                 assert (node.module or "").split(".")[0] == "helpers", (
                     f"{path.name}: {node.module}"
                 )
+
+
+def test_mlflow_names_are_written_once():
+    """Tag and metric names live in pipeline/tracking/names.py; other modules import them. A
+    per-epoch metric keeps its history column's name (`val_accuracy`), Keras' and the engine's."""
+    from pipeline.tracking import names
+
+    written = {
+        value: name
+        for name, value in vars(names).items()
+        if name.isupper() and isinstance(value, str) and value != names.VAL_ACCURACY
+    }
+    # Not MLflow's: a field of the checkpoint cache's key, and of rebuild's JSON for reproduce.
+    elsewhere = {
+        ("checkpoints.py", names.FINGERPRINT),
+        ("rebuild.py", names.WEIGHTS),
+        ("reproduce.py", names.WEIGHTS),  # reading rebuild's JSON, at any commit
+    }
+    again = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r} (names.{written[node.value]})"
+        for path in sorted((ROOT / "pipeline").rglob("*.py"))
+        if path.name != "names.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and node.value in written
+        and (path.name, node.value) not in elsewhere
+    ]
+    assert again == [], "import these from pipeline.tracking.names"

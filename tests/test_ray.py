@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tracking import sweeps
+from pipeline.tracking import names
 
 from .helpers.data import write_prepared
 from .helpers.ray_cluster import HEAD, WORKER, Namespace, RayCluster
@@ -119,7 +119,7 @@ def test_a_sweep_on_two_ray_nodes_lands_under_one_parent_in_the_shared_store(
     runs = json.loads(
         cluster.ns.run(sys.executable, "-c", RUNS, tracking_server.uri).splitlines()[-1]
     )
-    (parent,) = [r for r in runs if r["tags"].get(sweeps.SWEEP_TAG) == "parent"]
+    (parent,) = [r for r in runs if r["tags"].get(names.SWEEP) == "parent"]
     children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == parent["id"]]
     assert len(runs) == 5 and len(children) == 4
     assert {r["status"] for r in runs} == {"FINISHED"}

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from pipeline import config, reproduce
-from pipeline.tracking import record, recorded, store
+from pipeline.tracking import names, recorded, store
 
 from .helpers.tracking import recorded_run
 
@@ -21,10 +21,10 @@ def _config(url: str = "file:///nowhere/mnist.npz", **data: str) -> dict:
 
 def _provenance(commit: str, fingerprint: str = "f" * 64) -> dict[str, str]:
     return {
-        record.COMMIT_TAG: commit,
-        record.DIRTY_TAG: "False",
-        record.WEIGHTS_TAG: "0" * 64,
-        record.FINGERPRINT_TAG: fingerprint,
+        names.COMMIT: commit,
+        names.DIRTY: "False",
+        names.WEIGHTS: "0" * 64,
+        names.FINGERPRINT: fingerprint,
         "env.python": "3.11.7",
     }
 
@@ -91,7 +91,7 @@ def test_a_run_that_failed_has_nothing_to_compare_with(repo):
 
 
 def test_a_run_from_before_provenance_names_what_it_lacks(repo):
-    run_id = recorded_run({record.COMMIT_TAG: repo, record.DIRTY_TAG: "False"})
+    run_id = recorded_run({names.COMMIT: repo, names.DIRTY: "False"})
     with pytest.raises(store.TrackingError) as caught:
         reproduce.reproduce(run_id)
     assert str(caught.value) == (

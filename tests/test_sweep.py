@@ -18,7 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from pipeline import sweep, sweep_report
-from pipeline.tracking import sweeps
+from pipeline.tracking import names
 
 from .helpers.processes import wait_for
 from .helpers.stage import Stage
@@ -72,7 +72,7 @@ def _assert_the_parent_sums_up(done, children, tmp_path: Path) -> None:
     assert [
         r.info.run_id
         for r in children
-        if done.client.get_run(r.info.run_id).data.tags.get(sweeps.BEST_TAG)
+        if done.client.get_run(r.info.run_id).data.tags.get(names.BEST_IN_SWEEP)
     ] == [best.info.run_id]
     logged = pd.read_csv(done.artifact(parent, sweep_report.CSV, tmp_path))
     assert len(logged) == 4 and set(logged["run_id"]) == {r.info.run_id for r in children}
@@ -148,8 +148,8 @@ def test_the_joblib_launcher_runs_jobs_in_other_processes_under_one_parent(tmp_p
     assert sorted(map(_combo, children)) == [("1", "16"), ("1", "16"), ("1", "32"), ("1", "32")]
     assert {r.info.status for r in children} == {"FINISHED"}
     assert all("test_accuracy" in r.data.metrics for r in children)
-    workers = {r.data.tags["pipeline.pid"] for r in children}
-    assert len(workers) == 2 and done.parent.data.tags["pipeline.pid"] not in workers
+    workers = {r.data.tags[names.OWNER_PID] for r in children}
+    assert len(workers) == 2 and done.parent.data.tags[names.OWNER_PID] not in workers
     assert done.parent.info.status == "FINISHED" and done.parent.data.metrics["jobs"] == 4
 
 
@@ -168,8 +168,8 @@ def test_the_submitit_launcher_runs_each_job_as_a_submitit_job_under_one_parent(
     children = done.children()
     assert sorted(map(_combo, children)) == [("1", "16"), ("1", "32")]
     assert {r.info.status for r in children} == {"FINISHED"}
-    workers = {r.data.tags["pipeline.pid"] for r in children}
-    assert len(workers) == 2 and done.parent.data.tags["pipeline.pid"] not in workers
+    workers = {r.data.tags[names.OWNER_PID] for r in children}
+    assert len(workers) == 2 and done.parent.data.tags[names.OWNER_PID] not in workers
     assert len(list((done.folder / ".submitit").glob("*/*_result.pkl"))) == 2
     assert done.parent.info.status == "FINISHED" and done.parent.data.metrics["jobs"] == 2
 

@@ -14,15 +14,10 @@ import numpy as np
 from mlflow.data.numpy_dataset import from_numpy
 
 from pipeline import config, provenance
-from pipeline.tracking import store
+from pipeline.tracking import names, store
 
 # Tags and artifacts that `reproduce` reads back.
-WEIGHTS_TAG = "weights_digest"
-ENV_PREFIX = "env."
 DIFF_ARTIFACT = "source.diff"
-COMMIT_TAG = "mlflow.source.git.commit"
-DIRTY_TAG = "git_dirty"
-FINGERPRINT_TAG = "data_fingerprint"
 CONFIG_ARTIFACT = "config.yaml"
 
 
@@ -36,7 +31,7 @@ def configuration(cfg: config.Config) -> None:
     head = provenance.commit()
     if head:
         diff = provenance.source_diff()
-        tags |= {COMMIT_TAG: head, DIRTY_TAG: str(bool(diff))}
+        tags |= {names.COMMIT: head, names.DIRTY: str(bool(diff))}
         if diff:
             mlflow.log_text(diff, DIFF_ARTIFACT)
     for env, tag in (
@@ -50,7 +45,7 @@ def configuration(cfg: config.Config) -> None:
 
 def environment(facts: dict[str, str]) -> None:
     """The environment that decides the numbers (`provenance.environment()`), as tags."""
-    mlflow.set_tags({ENV_PREFIX + name: value for name, value in facts.items()})
+    mlflow.set_tags({names.ENV_PREFIX + name: value for name, value in facts.items()})
 
 
 def tags(values: dict[str, str]) -> None:
@@ -60,7 +55,7 @@ def tags(values: dict[str, str]) -> None:
 def weights(digest: str) -> None:
     """The trained weights' digest (`provenance.weights_digest`), which evaluate finds the
     run by."""
-    mlflow.set_tag(WEIGHTS_TAG, digest)
+    mlflow.set_tag(names.WEIGHTS, digest)
 
 
 def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) -> None:
@@ -80,7 +75,7 @@ def data(x: np.ndarray, y: np.ndarray, meta: dict, source: str, context: str) ->
     # miss it, and all inserts but one then break the unique key. Another try finds the one
     # that was inserted and links it to this run.
     store.racing(lambda: mlflow.log_input(dataset, context=context))
-    mlflow.set_tag(FINGERPRINT_TAG, meta["fingerprint"])
+    mlflow.set_tag(names.FINGERPRINT, meta["fingerprint"])
 
 
 def metrics(values: dict[str, float], step: int | None = None) -> None:

@@ -11,17 +11,14 @@ import yaml
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from pipeline.tracking import record
+from pipeline.tracking import names, record
 from pipeline.tracking.store import TrackingError, connect, lock, uri
 
-REPRODUCES_TAG = "reproduces"  # on a reproduction: the run it rebuilt
-VERDICT_TAG = "reproduced"  # on the original: identical or diverged
-REPRODUCED_BY_TAG = "reproduced_by"  # on the original: the reproduction's run id
 REQUIRED = {
-    record.COMMIT_TAG: "git commit",
-    record.DIRTY_TAG: "git_dirty tag",
-    record.WEIGHTS_TAG: "weights digest",
-    record.FINGERPRINT_TAG: "data fingerprint",
+    names.COMMIT: "git commit",
+    names.DIRTY: "git_dirty tag",
+    names.WEIGHTS: "weights digest",
+    names.FINGERPRINT: "data fingerprint",
 }
 MODEL_REF = re.compile(r"models:/(?P<name>[^/@]+)(@(?P<alias>[^/@]+)|/(?P<version>\d+))")
 FORMS = "a run id, models:/<name>@<alias> or models:/<name>/<version>"
@@ -52,8 +49,8 @@ class Recorded:
     def note(self, verdict: str, reproduction: str) -> None:
         """Tag the original with the verdict and the run that reached it."""
         client = connect()
-        client.set_tag(self.run_id, VERDICT_TAG, verdict)
-        client.set_tag(self.run_id, REPRODUCED_BY_TAG, reproduction)
+        client.set_tag(self.run_id, names.VERDICT, verdict)
+        client.set_tag(self.run_id, names.REPRODUCED_BY, reproduction)
 
 
 def find(ref: str) -> Run:
@@ -86,7 +83,7 @@ def _artifact(run: Run, name: str) -> str | None:
 
 
 def _environment(tags: dict[str, str]) -> dict[str, str]:
-    prefix = record.ENV_PREFIX
+    prefix = names.ENV_PREFIX
     return {
         key.removeprefix(prefix): value for key, value in tags.items() if key.startswith(prefix)
     }
@@ -94,7 +91,7 @@ def _environment(tags: dict[str, str]) -> dict[str, str]:
 
 def _diff(run: Run) -> str:
     """The uncommitted source changes the run ran with: empty when it ran clean."""
-    if run.data.tags[record.DIRTY_TAG] != "True":
+    if run.data.tags[names.DIRTY] != "True":
         return ""
     diff = _artifact(run, record.DIFF_ARTIFACT)
     if not diff:
@@ -109,7 +106,7 @@ def read(run: Run) -> Recorded:
     """The provenance of a FINISHED run; a TrackingError saying what is missing otherwise."""
     run_id, tags = run.info.run_id, run.data.tags
     if run.info.status != "FINISHED":
-        error = f" ({tags['error']})" if "error" in tags else ""
+        error = f" ({tags[names.ERROR]})" if names.ERROR in tags else ""
         raise TrackingError(
             f"run {run_id} is {run.info.status}{error}: a run that did not finish has no "
             "result to compare a rebuild with; reproduce a FINISHED run"
@@ -130,10 +127,10 @@ def read(run: Run) -> Recorded:
         run_id=run_id,
         name=run.info.run_name or run_id,
         experiment=connect().get_experiment(run.info.experiment_id).name,
-        commit=tags[record.COMMIT_TAG],
+        commit=tags[names.COMMIT],
         diff=_diff(run),
-        weights_digest=tags[record.WEIGHTS_TAG],
-        fingerprint=tags[record.FINGERPRINT_TAG],
+        weights_digest=tags[names.WEIGHTS],
+        fingerprint=tags[names.FINGERPRINT],
         config=yaml.safe_load(config),
         environment=environment,
     )

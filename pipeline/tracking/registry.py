@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from pipeline.tracking import store
+from pipeline.tracking import names, store
 
 MODEL_NAME = "model"  # the artifact folder of a run's model: runs:/<id>/model
 CHAMPION = "champion"  # the alias of the version with the best validation accuracy
@@ -56,7 +56,7 @@ def register(name: str, model_uri: str, val_accuracy: float | None) -> tuple[int
     move the `champion` alias to it only if its validation accuracy beats the champion's.
     Return the version and whether it is the champion now."""
     client = store.connect()
-    tags = {} if val_accuracy is None else {"val_accuracy": str(val_accuracy)}
+    tags = {} if val_accuracy is None else {names.VERSION_VAL_ACCURACY: str(val_accuracy)}
     with store.lock():  # one alias decision at a time on the local store
         version = mlflow.register_model(model_uri, name, tags=tags)
         wins = _crown(client, name, version.version, val_accuracy)
@@ -71,7 +71,7 @@ def _crown(client: MlflowClient, name: str, version: str, val_accuracy: float | 
     def attempt() -> bool:
         try:
             champion = client.get_model_version_by_alias(name, CHAMPION)
-            best = float(champion.tags.get("val_accuracy", "-inf"))
+            best = float(champion.tags.get(names.VERSION_VAL_ACCURACY, "-inf"))
         except MlflowException:  # no champion yet
             best = float("-inf")
         if val_accuracy is None or val_accuracy <= best:

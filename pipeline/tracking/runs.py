@@ -15,13 +15,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipeline import Stopped, files
+from pipeline.tracking import names
 from pipeline.tracking.store import TrackingError, connect, experiment_id, lock, uri
 
 log = logging.getLogger(__name__)
 
 KILLED = "KILLED"
 MAX_TAG = 5000  # MLflow refuses longer tag values
-STAGE_TAG = "dvc_stage"  # on the runs that `dvc repro` and `dvc exp run` open
 
 
 @contextmanager
@@ -113,7 +113,7 @@ def _end(err: BaseException) -> None:
     machine marks it KILLED (`end_orphans`)."""
     status = KILLED if isinstance(err, KeyboardInterrupt | Stopped) else "FAILED"
     try:
-        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:MAX_TAG])
+        mlflow.set_tag(names.ERROR, f"{type(err).__name__}: {err}"[:MAX_TAG])
         mlflow.end_run(status)
     except MlflowException as store_err:
         log.warning("could not mark the run %s in %s: %s", status, uri(), store_err.message)
@@ -121,10 +121,10 @@ def _end(err: BaseException) -> None:
 
 def owner() -> dict[str, str]:
     """Tags naming the process that holds a run open (and its Ray node, in a Ray worker)."""
-    tags = {"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())}
+    tags = {names.OWNER_HOST: socket.gethostname(), names.OWNER_PID: str(os.getpid())}
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        tags["pipeline.ray_node"] = ray.util.get_node_ip_address()
+        tags[names.RAY_NODE] = ray.util.get_node_ip_address()
     return tags
 
 
@@ -139,11 +139,11 @@ def end_orphans(client: MlflowClient, experiment: str) -> list[str]:
         f"attributes.status = 'RUNNING' and tags.`pipeline.host` = '{host}'",
         max_results=1000,
     ):
-        pid = run.data.tags.get("pipeline.pid", "")
+        pid = run.data.tags.get(names.OWNER_PID, "")
         if pid.isdigit() and not files.alive(int(pid)):
             client.set_tag(
                 run.info.run_id,
-                "error",
+                names.ERROR,
                 f"its process ({pid} on {host}) died "
                 "without ending the run, killed by SIGKILL or a crash",
             )

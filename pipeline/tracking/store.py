@@ -20,9 +20,10 @@ from mlflow.exceptions import MlflowException
 
 from pipeline import PipelineError, retry
 from pipeline.config import project_root
+from pipeline.tracking import names
 
 LOCK_TIMEOUT_S = 120
-KIND_TAG, TRAINING = "mlflow.experimentKind", "custom_model_development"
+TRAINING = "custom_model_development"  # the experiment kind of model training
 ATTEMPTS = 3  # of a write that parallel jobs can race on (see duplicate_key)
 
 T = TypeVar("T")
@@ -55,15 +56,15 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     model training: MLflow 3's UI opens an experiment without the mark in its GenAI view."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
-        if experiment.tags.get(KIND_TAG) != TRAINING:  # made before the mark, or elsewhere
-            client.set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING)
+        if experiment.tags.get(names.EXPERIMENT_KIND) != TRAINING:  # made before the mark
+            client.set_experiment_tag(experiment.experiment_id, names.EXPERIMENT_KIND, TRAINING)
         return experiment.experiment_id
     # Artifacts beside the local store, whichever folder (a DVC queue copy, a Hydra job
     # folder) creates the experiment; a server decides for itself.
     location = (project_root() / "mlartifacts").as_uri() if uri() == local_uri() else None
     try:
         return client.create_experiment(
-            name, artifact_location=location, tags={KIND_TAG: TRAINING}
+            name, artifact_location=location, tags={names.EXPERIMENT_KIND: TRAINING}
         )
     except MlflowException:  # created meanwhile by a parallel job
         experiment = client.get_experiment_by_name(name)

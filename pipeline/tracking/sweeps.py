@@ -19,11 +19,9 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from pipeline import files
-from pipeline.tracking import runs, store
+from pipeline.tracking import names, runs, store
 
 RECORD = "sweep.json"
-SWEEP_TAG = "sweep"  # "parent" on a sweep's parent run
-BEST_TAG = "best_in_sweep"  # "true" on the child with the highest validation accuracy
 MAX_NOTE = 8000  # MLflow refuses longer descriptions
 
 
@@ -56,7 +54,7 @@ def open_sweep(
             parent = client.create_run(
                 found,
                 run_name=name[:250],
-                tags={SWEEP_TAG: "parent", "sweep_dir": str(folder), **runs.owner()},
+                tags={names.SWEEP: "parent", names.SWEEP_DIR: str(folder), **runs.owner()},
             )
         client.log_batch(
             parent.info.run_id,
@@ -78,7 +76,7 @@ def latest(experiment: str) -> str:
     found = mlflow.search_runs(
         experiment_names=[experiment],
         max_results=1,
-        filter_string=f"tags.{SWEEP_TAG} = 'parent'",
+        filter_string=f"tags.{names.SWEEP} = 'parent'",
         order_by=["attributes.start_time DESC"],
     )
     if found.empty:
@@ -127,15 +125,13 @@ def publish(
     and tag the best child."""
     client = store.connect()
     if best_id:
-        client.set_tag(best_id, BEST_TAG, "true")
-        client.set_tag(parent_id, "best_run_id", best_id)
+        client.set_tag(best_id, names.BEST_IN_SWEEP, "true")
+        client.set_tag(parent_id, names.BEST_RUN_ID, best_id)
     client.log_batch(
         parent_id,
-        metrics=[
-            Metric(key, value, int(time.time() * 1000), 0) for key, value in metrics.items()
-        ],
+        metrics=[Metric(key, value, int(time.time() * 1000), 0) for key, value in metrics.items()],
     )
-    client.set_tag(parent_id, "mlflow.note.content", note[:MAX_NOTE])
+    client.set_tag(parent_id, names.NOTE, note[:MAX_NOTE])
     for path in artifacts:
         client.log_artifact(parent_id, str(path))
 
@@ -151,11 +147,11 @@ def end_own(status: str) -> list[str]:
     client = store.connect()
     owner = runs.owner()
     mine = " and ".join(
-        f"tags.`{key}` = '{value}'" for key, value in owner.items() if key != "pipeline.ray_node"
+        f"tags.`{key}` = '{value}'" for key, value in owner.items() if key != names.RAY_NODE
     )
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     running = client.search_runs(
-        experiments, f"attributes.status = 'RUNNING' and tags.{SWEEP_TAG} = 'parent' and {mine}"
+        experiments, f"attributes.status = 'RUNNING' and tags.{names.SWEEP} = 'parent' and {mine}"
     )
     for run in running:
         end(run.info.run_id, status)

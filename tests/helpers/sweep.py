@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from pipeline.tracking import store, sweeps
+from pipeline.tracking import names, store
 
 from .data import write_prepared
 
@@ -50,7 +50,7 @@ class Sweep:
         self.client = MlflowClient(store.uri())
         experiment = self.client.get_experiment_by_name("mnist")
         self.runs = self.client.search_runs([experiment.experiment_id]) if experiment else []
-        self.parents = [r for r in self.runs if r.data.tags.get(sweeps.SWEEP_TAG) == "parent"]
+        self.parents = [r for r in self.runs if r.data.tags.get(names.SWEEP) == "parent"]
 
     @property
     def parent(self):

@@ -1,0 +1,46 @@
+"""The names the pipeline's runs carry in MLflow, written once: tags, and the metrics that
+more than one module reads (evaluate writes them, the sweep report, the registry and
+`reproduce` read them). A per-epoch metric keeps its history column's name (`val_accuracy`,
+`train_val_gap`: Keras' and the training engine's, in `reports/history.csv`)."""
+
+# Tags on a training's run
+STAGE = "dvc_stage"  # the DVC stage that opened the run (`dvc repro`, `dvc exp run`)
+ERROR = "error"  # on a FAILED or KILLED run: what went wrong
+OWNER_HOST, OWNER_PID = "pipeline.host", "pipeline.pid"  # the process that opened the run
+RAY_NODE = "pipeline.ray_node"
+WEIGHTS = "weights_digest"
+COMMIT = "mlflow.source.git.commit"  # MLflow's own
+DIRTY = "git_dirty"
+FINGERPRINT = "data_fingerprint"
+ENV_PREFIX = "env."  # one tag per environment fact: env.keras_backend, env.cpu, ...
+CHECKPOINT_FROM = "checkpoint_from_epoch"  # 0 from scratch, `off` without the cache
+CHECKPOINT_KEY = "checkpoint_key"
+ONSET_TAG = "overfitting_onset"  # the epoch overfitting starts, or `none`
+
+# Tags `reproduce` sets
+REPRODUCES = "reproduces"  # on a reproduction: the run it rebuilt
+VERDICT = "reproduced"  # on the original: identical or diverged
+REPRODUCED_BY = "reproduced_by"  # on the original: the reproduction's run id
+
+# Tags of a sweep
+SWEEP = "sweep"  # "parent" on a sweep's parent run
+SWEEP_DIR = "sweep_dir"  # on the parent: the sweep's folder
+BEST_IN_SWEEP = "best_in_sweep"  # "true" on the child with the highest validation accuracy
+BEST_RUN_ID = "best_run_id"  # on the parent: that child's run id
+NOTE = "mlflow.note.content"  # MLflow's own: the run's description (the sweep report)
+
+# Tags of an experiment and a model version
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which view its UI opens
+VERSION_VAL_ACCURACY = "val_accuracy"  # on a registered version: what the champion is chosen by
+
+# Metrics of a training's run (and keys of reports/metrics.json)
+TEST_ACCURACY, TEST_LOSS = "test_accuracy", "test_loss"
+TRAIN_ACCURACY, VAL_ACCURACY = "train_accuracy", "val_accuracy"
+GAP = "overfitting_gap"  # Keras' running train accuracy - test accuracy
+GAP_EVALUATED = "overfitting_gap_evaluated"  # the final model's train accuracy - test accuracy
+BEST_VAL_LOSS_EPOCH, BEST_VAL_ACCURACY_EPOCH = "best_val_loss_epoch", "best_val_accuracy_epoch"
+ONSET = "overfitting_onset_epoch"
+EPOCHS_TRAINED, KEPT_EPOCH = "epochs_trained", "kept_epoch"
+
+# Metrics of a sweep's parent run
+BEST_VAL_ACCURACY, BEST_TEST_ACCURACY = "best_val_accuracy", "best_test_accuracy"
