@@ -1,8 +1,8 @@
 """MNIST as a reproducible pipeline: download -> preprocess -> train -> evaluate.
 
 Importing it changes one thing in the process, the Keras backend's default (below); the
-entry points (`cli.run`, the sweep's main, the server) set the rest of the environment,
-logging and signal handlers, once (`cli.setup`).
+entry points (`entry.run`, the sweep's main, the server) set the rest of the environment,
+logging and signal handlers, once (`entry.setup`).
 """
 
 import os

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,22 +227,18 @@ class Training:
         return saved
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.checkpoints",
         description="List the checkpoint cache (checkpoints.dir in params.yaml), or empty it.",
     )
     parser.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
     args = parser.parse_args(argv)
-    try:
-        settings = config.load().checkpoints
-    except config.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+    settings = config.load().checkpoints
     cache = Cache.at(settings)
     if args.action == "clear":
         print(f"emptied {cache.folder}: {cache.clear() / 2**20:.1f} MB freed")  # noqa: T201
-        return 0
+        return
     units = cache.units()
     print(  # noqa: T201
         f"{cache.folder}: {len(units)} checkpoints, "
@@ -255,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             about = json.loads((folder / ABOUT).read_text())
             train = " ".join(f"{k}={v}" for k, v in about["train"].items())
             print(f"  {folder.name[:12]}  epochs {_epochs(folder)}  {train}")  # noqa: T201
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline import entry  # the command's, not the engine's (which imports this module)
+
+    entry.run(main)

@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import logging
 import os
-import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,6 +274,9 @@ def dump(plain: dict) -> str:
 
 
 if __name__ == "__main__":
-    from pipeline import params  # the command line, which imports this module as pipeline.config
+    from pipeline import (
+        entry,
+        params,  # the command line, which imports this module as pipeline.config
+    )
 
-    sys.exit(params.main())
+    entry.run(params.main)

@@ -29,7 +29,7 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from pipeline import PipelineError, cli, config, files, retry
+from pipeline import PipelineError, config, entry, files, retry
 from pipeline.mnist import fingerprint
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,8 @@ def obtain(
     return origin
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    entry.parser("pipeline.download", __doc__).parse_args(argv)
     cfg = config.load()
     obtain(
         Path(cfg.paths.raw),
@@ -195,4 +196,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

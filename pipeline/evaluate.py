@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, config, files, mnist, model, overfitting, plots, preprocess, provenance
+from pipeline import config, entry, files, mnist, model, overfitting, plots, preprocess, provenance
 from pipeline.tracking import names, record, runs, store
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ def _report(metrics: dict, table: pd.DataFrame) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    entry.parser("pipeline.evaluate", __doc__).parse_args(argv)
     cfg = config.load()
     paths = cfg.paths
     net = model.load(Path(paths.model))
@@ -202,4 +203,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

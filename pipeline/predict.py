@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline import PipelineError, cli, config, model
+from pipeline import PipelineError, config, entry, model
 from pipeline.mnist import SIDE
 from pipeline.tracking import registry
 
@@ -175,4 +175,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

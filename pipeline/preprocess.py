@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import PipelineError, cli, config, files
+from pipeline import PipelineError, config, entry, files
 from pipeline.mnist import ARRAY_KEYS, NUM_CLASSES, SIDE, fingerprint
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ def read_meta(prepared: Path) -> dict:
     return json.loads((prepared / META).read_text())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    entry.parser("pipeline.preprocess", __doc__).parse_args(argv)
     cfg = config.load()
     raw, out = Path(cfg.paths.raw), Path(cfg.paths.prepared)
     arrays = load_npz(raw)
@@ -156,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
 
-from pipeline import cli, config, files, overfitting, preprocess, provenance
+from pipeline import config, entry, files, overfitting, preprocess, provenance
 
 
 def rebuild(cfg: config.Config, raw: Path) -> dict:
@@ -44,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(lambda: main(sys.argv[1:]))
+    entry.run(main)

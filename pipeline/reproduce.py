@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import PipelineError, cli, config, download, provenance
-from pipeline.tracking import names, record, recorded, runs
+from pipeline import PipelineError, config, download, entry, provenance
+from pipeline.tracking import names, readback, record, runs
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return str(provenance.git(*args, cwd=cwd, timeout=120, errors=ReproduceError))
 
 
-def require_commit(run: recorded.Recorded) -> None:
+def require_commit(run: readback.Recorded) -> None:
     try:
         _git("cat-file", "-e", f"{run.commit}^{{commit}}")
     except ReproduceError:
@@ -67,7 +67,7 @@ def _dvc_cached(commit: str, raw: str) -> Path | None:
     return cache / "files" / "md5" / md5[:2] / md5[2:]
 
 
-def find_data(run: recorded.Recorded, scratch: Path) -> Path:
+def find_data(run: readback.Recorded, scratch: Path) -> Path:
     """A file holding the run's data, by its fingerprint; the sources tried, if none does."""
     data = config.DataConfig(**{**run.config["data"], "fingerprint": run.fingerprint})
     raw = run.config["paths"]["raw"]
@@ -104,7 +104,7 @@ def find_data(run: recorded.Recorded, scratch: Path) -> Path:
 
 
 @contextmanager
-def worktree(run: recorded.Recorded, scratch: Path) -> Iterator[Path]:
+def worktree(run: readback.Recorded, scratch: Path) -> Iterator[Path]:
     """The run's source, at its commit with its recorded diff, in a git worktree removed on
     the way out (an error, Ctrl-C or SIGTERM too)."""
     tree = scratch / "source"
@@ -120,7 +120,7 @@ def worktree(run: recorded.Recorded, scratch: Path) -> Iterator[Path]:
         provenance.git("worktree", "prune")
 
 
-def _backend(run: recorded.Recorded) -> dict[str, str]:
+def _backend(run: readback.Recorded) -> dict[str, str]:
     """This environment, on the Keras backend the run trained on (`KERAS_BACKEND`), with this
     project's XLA compilations (the rebuild's worktree has none: compiling again costs 2.5 s
     and gives the same code)."""
@@ -138,7 +138,7 @@ def _backend(run: recorded.Recorded) -> dict[str, str]:
 
 
 def rebuild(
-    tree: Path, run: recorded.Recorded, raw: Path, scratch: Path, env: dict[str, str]
+    tree: Path, run: readback.Recorded, raw: Path, scratch: Path, env: dict[str, str]
 ) -> dict:
     """Train in `tree` with its own `pipeline.rebuild` (in a process group of its own, stopped
     with this one, in `env`); return what it wrote."""
@@ -159,7 +159,7 @@ def rebuild(
     try:
         status = worker.wait()
     finally:
-        cli.stop_group(worker, grace=10)
+        entry.stop_group(worker, grace=10)
     if status:
         raise ReproduceError(f"rebuilding run {run.run_id} failed (exit {status}); see above")
     return json.loads(out.read_text())
@@ -186,7 +186,7 @@ def compare(history: dict[str, dict[int, float]], digest: str, rebuilt: dict) ->
 
 def reproduce(ref: str) -> bool:
     """Rebuild the run `ref` names, record the reproduction, print the verdict."""
-    run = recorded.read(recorded.find(ref))
+    run = readback.read(readback.find(ref))
     require_commit(run)
     env = _backend(run)
     source = f"commit {run.commit[:12]}" + (" with its recorded diff" if run.diff else "")
@@ -226,11 +226,11 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m pipeline.reproduce",
         description="Rebuild a run from its record: is it bit for bit the same?",
     )
-    parser.add_argument("run", help=recorded.FORMS)
+    parser.add_argument("run", help=readback.FORMS)
     args = parser.parse_args(argv)
     if not reproduce(args.run):
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    cli.run(lambda: main(sys.argv[1:]))
+    entry.run(main)

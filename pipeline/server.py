@@ -27,7 +27,7 @@ import secrets
 import subprocess
 from pathlib import Path
 
-from pipeline import PipelineError, Stopped, cli, files, ui
+from pipeline import PipelineError, Stopped, entry, files, ui
 from pipeline.postgres import Postgres, driver
 from pipeline.tracking import store
 
@@ -123,7 +123,7 @@ def serve(args: argparse.Namespace) -> None:
             code = 0
             log.info("stopping the MLflow server")
         finally:
-            cli.stop_group(server)  # the MLflow server and its workers
+            entry.stop_group(server)  # the MLflow server and its workers
     if code != 0:
         raise PipelineError(f"the MLflow server exited with {code} (its messages are above)")
 
@@ -160,4 +160,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

@@ -18,10 +18,25 @@ def path(module: str) -> Path:
     return plain if plain.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
 
 
-def imports(module: str) -> set[str]:
-    """The project modules `module` imports anywhere in its code."""
+def _is_main_block(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":`, which runs only where the module is the command."""
+    test = node.test if isinstance(node, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def imports(module: str, as_main: bool = False) -> set[str]:
+    """The project modules `module` imports anywhere in its code; its `__main__` block's too
+    when it runs `as_main` (`python -m module`), not when another module imports it."""
+    tree = ast.parse(path(module).read_text())
+    if not as_main:
+        tree.body = [node for node in tree.body if not _is_main_block(node)]
     found = set()
-    for node in ast.walk(ast.parse(path(module).read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("pipeline")}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
@@ -35,7 +50,8 @@ def imports(module: str) -> set[str]:
 
 
 def closure(module: str) -> list[str]:
-    """Every project file that running `module` executes, relative to `ROOT`, sorted."""
+    """Every project file that running `module` (`python -m module`) executes, relative to
+    `ROOT`, sorted."""
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -43,7 +59,8 @@ def closure(module: str) -> list[str]:
         if name not in seen:
             seen.add(name)
             parts = name.split(".")
-            todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(imports(name))
+            found = imports(name, as_main=name == module)
+            todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(found)
     return sorted(str(path(name).relative_to(ROOT)) for name in seen)
 
 

@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, Stopped, cli, config, preprocess, stops, sweep_report
+from pipeline import PipelineError, Stopped, config, entry, preprocess, stops, sweep_report
 from pipeline.tracking import runs, sweeps
 from pipeline.tracking.sweeps import Sweep
 
@@ -172,7 +172,7 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(raw: DictConfig) -> float | None:
     """One job: its validation accuracy is the objective, for sweepers that optimise."""
-    cli.environment()  # here, not only in __main__: a Ray or SLURM worker runs just this
+    entry.environment()  # here, not only in __main__: a Ray or SLURM worker runs just this
     node = HydraConfig.get()
     sweep = None
     try:
@@ -205,11 +205,11 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
 
 
 if __name__ == "__main__":
-    cli.environment()
+    entry.environment()
     stops.handle()
     try:
         main()
     except (KeyboardInterrupt, Stopped) as err:
         _stopped(err)
     finally:
-        cli.quick_exit()
+        entry.quick_exit()

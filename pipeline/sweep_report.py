@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, config
+from pipeline import config, entry
 from pipeline.tracking import names, store, sweeps
 
 log = logging.getLogger(__name__)
@@ -290,4 +290,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

@@ -18,9 +18,9 @@ import pandas as pd
 
 from pipeline import (
     checkpoints,
-    cli,
     config,
     engine,
+    entry,
     files,
     model,
     overfitting,
@@ -95,7 +95,8 @@ def write_record(path: Path, run_id: str, model_uri: str) -> None:
     files.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    entry.parser("pipeline.train", __doc__).parse_args(argv)
     cfg = config.load()
     # No file links the outputs to the run: they would differ on every run. Evaluate finds
     # the run by the weights' digest.
@@ -105,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

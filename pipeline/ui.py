@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from pipeline import PipelineError, cli, config
+from pipeline import PipelineError, config, entry
 from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
@@ -89,4 +89,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry.run(main)

@@ -17,8 +17,8 @@ def test_mlflow_telemetry_is_off_in_an_entry_point_unless_the_user_turns_it_on(g
     if given is not None:
         env["MLFLOW_DISABLE_TELEMETRY"] = given
     probe = (
-        "import os; from pipeline import cli; "
-        "cli.run(lambda: print(os.environ['MLFLOW_DISABLE_TELEMETRY']))"
+        "import os; from pipeline import entry; "
+        "entry.run(lambda argv: print(os.environ['MLFLOW_DISABLE_TELEMETRY']))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from pipeline import config, reproduce
-from pipeline.tracking import names, recorded, store
+from pipeline.tracking import names, readback, store
 
 from .helpers.tracking import recorded_run
 
@@ -129,7 +129,7 @@ def test_data_no_source_can_supply_names_every_source_tried(repo, tmp_path):
 def test_the_data_comes_from_mnist_source_by_its_fingerprint(repo, mnist, monkeypatch, tmp_path):
     monkeypatch.setenv("MNIST_SOURCE", str(mnist.path))
     plain = _config(sha256=mnist.sha256, fingerprint=mnist.fingerprint)
-    run = recorded.read(recorded.find(recorded_run(_provenance(repo, mnist.fingerprint), plain)))
+    run = readback.read(readback.find(recorded_run(_provenance(repo, mnist.fingerprint), plain)))
     (tmp_path / "scratch").mkdir()
     found = reproduce.find_data(run, tmp_path / "scratch")
     assert found == tmp_path / "scratch" / "mnist.npz"

@@ -49,3 +49,12 @@ def test_editing_the_downloader_reruns_the_download_alone():
     assert {"download", "preprocess", "train", "evaluate"} <= {
         s for s in STAGES if "pipeline/mnist.py" in using[s]
     }
+
+
+def test_a_modules_command_line_is_in_its_own_closure_only():
+    """`if __name__ == "__main__":` runs where the module is the command: the checkpoint
+    cache's command line is the command's code, not the training engine's (nor its key's)."""
+    assert "pipeline/entry.py" in closure("pipeline.checkpoints")
+    assert "pipeline/entry.py" not in closure("pipeline.engine")
+    assert "pipeline/params.py" in closure("pipeline.config")
+    assert "pipeline/params.py" not in closure("pipeline.train")

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from pipeline import ui
-from pipeline.cli import stop_group
+from pipeline.entry import stop_group
 
 from .helpers import ROOT
 from .helpers.processes import free_port

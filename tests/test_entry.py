@@ -10,16 +10,16 @@ import sys
 
 import pytest
 
-from pipeline import cli
+from pipeline import entry
 
 from .helpers import ROOT
 
 
 def _entry(body: str) -> subprocess.Popen:
-    """A process whose entry point is `cli.run` around `body` (the lines of a main())."""
-    code = "import os, time\nfrom pipeline import PipelineError, cli\ndef main():\n"
+    """A process whose entry point is `entry.run` around `body` (the lines of a main())."""
+    code = "import os, time\nfrom pipeline import PipelineError, entry\ndef main(argv):\n"
     code += "".join(f"    {line}\n" for line in body.splitlines())
-    code += "cli.run(main)\n"
+    code += "entry.run(main)\n"
     return subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -53,7 +53,7 @@ def test_a_stop_is_one_line_naming_it_and_128_plus_the_signal(sig, by, code):
 def test_environment_defaults_yield_to_what_the_user_set(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
-    cli.environment()
+    entry.environment()
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
 
@@ -66,5 +66,25 @@ def test_stop_group_kills_a_child_that_ignores_sigterm_after_the_grace():
         start_new_session=True,
     )
     assert child.stdout and child.stdout.readline() == b"1\n"  # it ignores SIGTERM from now
-    cli.stop_group(child, grace=1)
+    entry.stop_group(child, grace=1)
     assert child.returncode == -signal.SIGKILL
+
+
+def test_a_stage_takes_no_arguments_but_help():
+    """Every command follows one convention (`main(argv)`, `entry.run(main)`): a stage's
+    config is params.yaml, so it explains itself on --help and refuses anything else."""
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.download", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    helped = command("--help")
+    assert helped.returncode == 0 and "usage: python -m pipeline.download" in helped.stdout
+    assert "Stage 1" in helped.stdout
+    refused = command("data.url=x")
+    assert refused.returncode == 2 and "unrecognized arguments: data.url=x" in refused.stderr

@@ -1,7 +1,14 @@
-"""The one way a stage's entry point reports progress and errors to a person."""
+"""What every entry point shares, and the one way it reports progress and errors to a person.
+
+The convention: a module that is a command has `main(argv: list[str] | None = None) -> None`,
+which parses `argv` (argparse, so `--help` works) and raises a PipelineError for what the user
+can fix, and ends with `if __name__ == "__main__": entry.run(main)`. The sweep alone differs:
+Hydra's `@hydra.main` owns its command line (see pipeline/sweep.py).
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import logging
@@ -49,12 +56,13 @@ def setup() -> None:
     stops.handle()
 
 
-def run(main: Callable[[], None]) -> None:
-    """Run a stage's main(): progress as log lines, a PipelineError as one clear line, exit 1;
-    Ctrl-C or SIGTERM as one line too, exit 130 or 143."""
+def run(main: Callable[[list[str]], None]) -> None:
+    """Run an entry point's `main(argv)` on the command line's arguments: progress as log
+    lines, a PipelineError as one clear line, exit 1; Ctrl-C or SIGTERM as one line too, exit
+    130 or 143."""
     setup()
     try:
-        main()
+        main(sys.argv[1:])
     except PipelineError as err:
         log.error("error: %s", err)
         sys.exit(1)
@@ -64,6 +72,17 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(status)
     finally:
         quick_exit()
+
+
+def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of `python -m <module>`, its docstring's first paragraph as its help. A
+    stage takes no arguments (its config is params.yaml): its parser gives `--help` and
+    refuses anything else."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=(doc or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
