@@ -145,7 +145,7 @@ def test_the_data_and_the_environment_key_the_training_and_the_epochs_do_not(tin
     [
         ("pipeline/tracking/record.py", False),  # rewording an MLflow tag
         ("pipeline/download.py", False),  # or a download message
-        ("pipeline/cli.py", False),
+        ("pipeline/entry.py", False),
         ("pipeline/train.py", False),  # the stage around the engine
         ("pipeline/sweep_report.py", False),
         ("pipeline/engine.py", True),
