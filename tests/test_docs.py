@@ -16,7 +16,7 @@ METRICS = "reports/metrics.json"  # evaluate's, for the committed run
 HISTORY = "reports/history.csv"  # train's, the same run per epoch
 BENCH = "bench/results.json"  # python -m bench
 BENCH_TABLE = "bench/RESULTS.md"  # python -m bench, for people
-SWEEP = "reports/sweep-overfitting/sweep_report.md"  # python -m pipeline.report (make sweep)
+SWEEP = "reports/sweep-overfitting/sweep_report.md"  # python -m pipeline.sweep_report (make sweep)
 README, PIPELINE, PERFORMANCE = "README.md", "docs/pipeline.md", "docs/performance.md"
 
 
@@ -212,3 +212,16 @@ def test_every_link_inside_the_project_leads_somewhere(doc):
             if anchor not in anchors(str(where.resolve().relative_to(ROOT))):
                 broken.append(f"{target}: no such heading")
     assert broken == []
+
+
+def test_where_is_what_names_every_module():
+    """The README's table is how a newcomer finds the engine, the cache, the tracking rooms."""
+    table = (ROOT / README).read_text().split("## Where is what")[1].split("\n## ")[0]
+    modules = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "pipeline").rglob("*.py")
+        if p.name != "__init__.py"
+    )
+    assert [m for m in modules if f"`{m}`" not in table] == []
+    named = {tests for tests in table.split("`") if tests.startswith("tests/test_")}
+    assert sorted(t for t in named if not (ROOT / t).is_file()) == []
