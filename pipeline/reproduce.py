@@ -122,8 +122,8 @@ def worktree(run: readback.Recorded, scratch: Path) -> Iterator[Path]:
 
 def _backend(run: readback.Recorded) -> dict[str, str]:
     """This environment, on the Keras backend the run trained on (`KERAS_BACKEND`), with this
-    project's XLA compilations (the rebuild's worktree has none: compiling again costs 2.5 s
-    and gives the same code)."""
+    project's XLA compilations (the rebuild's worktree has none: compiling again takes
+    seconds and gives the same code)."""
     backend = run.environment.get("keras_backend")
     env = os.environ | {config.COMPILATIONS: config.compilations()}
     if not backend:

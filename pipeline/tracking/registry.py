@@ -24,7 +24,7 @@ BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax
 
 
 def _requirements() -> list[str]:
-    # Given explicitly: MLflow's own inference costs about 5 s a model.
+    # Given explicitly: MLflow's own inference takes seconds a model (docs/performance.md).
     import keras  # imported by whoever logs a model
 
     found = []
