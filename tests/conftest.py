@@ -5,6 +5,7 @@ What the fixtures and tests share beyond fixtures is in tests/helpers."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from .helpers.project import Project
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No test reaches the developer's MLflow server, runs, Keras cache or DVC experiment."""
+def isolated(tmp_path, monkeypatch) -> Iterator[None]:
+    """No test reaches the developer's MLflow server, runs, Keras cache or DVC experiment, and
+    none leaves a variable behind for the tests after it (a function under test that sets
+    defaults, as `entry.environment` does, writes os.environ itself, not through monkeypatch)."""
     for name in (
         "MLFLOW_TRACKING_URI",
         "MLFLOW_RUN_ID",
@@ -33,6 +36,13 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    before = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    for name, value in before.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 @pytest.fixture
@@ -58,7 +68,8 @@ def tiny_data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory) -> Project:
     """This project's files in a fresh git repo, after `dvc exp run -S train.epochs=1` on real
-    MNIST (from MNIST_SOURCE when set). Shared by the end-to-end and UI tests."""
+    MNIST (from MNIST_SOURCE when set): trained once a session. The UI test reads it as it is;
+    a test that changes it works in a copy of its own (`project.copy_to`, test_e2e's `lab`)."""
     proj = Project.copy(tmp_path_factory.mktemp("e2e") / "project")
     proj.output = proj.sh("dvc", "exp", "run", "-S", "train.epochs=1")
     return proj

@@ -135,7 +135,7 @@ def project(tmp_path, monkeypatch, mnist, http_server) -> Path:
 def test_main_takes_the_file_from_mnist_source(project, mnist, http_server, monkeypatch):
     monkeypatch.setenv("MNIST_SOURCE", str(mnist.path))
 
-    download.main()
+    download.main([])
 
     assert_same_arrays(project / "data" / "raw" / "mnist.npz", mnist.arrays)
     assert http_server.requests == []
@@ -147,7 +147,7 @@ def test_main_falls_back_to_the_keras_cache(project, mnist, http_server, tmp_pat
     (keras_home / "datasets" / "mnist.npz").write_bytes(mnist.path.read_bytes())
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
 
-    download.main()
+    download.main([])
 
     assert_same_arrays(project / "data" / "raw" / "mnist.npz", mnist.arrays)
     assert http_server.requests == []

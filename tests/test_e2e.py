@@ -1,16 +1,16 @@
 """The whole pipeline on real MNIST, in a throwaway git + DVC copy of this project.
 
-MNIST comes from the canonical URL, or from MNIST_SOURCE when set (CI and offline machines).
+The project is trained once a session (conftest's `project`); each test works in a copy of its
+own (`lab`), so that any subset of the tests passes, in any order. MNIST comes from the
+canonical URL, or from MNIST_SOURCE when set (CI and offline machines).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -22,28 +22,44 @@ from PIL import Image
 
 from pipeline import config
 
-from .helpers.processes import stop_processes_in
 from .helpers.project import Project, sh
 
 pytestmark = pytest.mark.e2e
 STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
 
 
+@pytest.fixture
+def lab(project, tmp_path) -> Project:
+    """A copy of the session's trained project (its one run, whose model is the champion),
+    this test's own to change."""
+    return project.copy_to(tmp_path / "project")
+
+
 def _ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
-def test_exp_run_composes_params_and_runs_every_stage(project):
-    assert _ran(project.output) == set(STAGES)
-    params = yaml.safe_load((project.path / "params.yaml").read_text())
+def _load_model(lab: Project, alias: str | None = None, version: str | None = None):
+    """Model mnist-dense, by alias or version, from the lab's registry, as MLflow loads it.
+    Not by a models:/ URI: that resolves in MLflow's process-wide store, which setting would
+    leave to every test after this one."""
+    client, _ = lab.runs()
+    if alias is not None:
+        version = client.get_model_version_by_alias("mnist-dense", alias).version
+    return mlflow.keras.load_model(client.get_model_version_download_uri("mnist-dense", version))
+
+
+def test_exp_run_composes_params_and_runs_every_stage(lab):
+    assert _ran(lab.output) == set(STAGES)
+    params = yaml.safe_load((lab.path / "params.yaml").read_text())
     assert params == config.compose(["train.epochs=1"])
-    lock = yaml.safe_load((project.path / "dvc.lock").read_text())
+    lock = yaml.safe_load((lab.path / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
     assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["epochs"] == 1
 
 
-def test_metrics_show_test_accuracy_and_the_overfitting_gap(project):
-    metrics = json.loads((project.path / "reports/metrics.json").read_text())
+def test_metrics_show_test_accuracy_and_the_overfitting_gap(lab):
+    metrics = json.loads((lab.path / "reports/metrics.json").read_text())
     assert 0.93 < metrics["test_accuracy"] < 0.99
     assert metrics["overfitting_gap"] == pytest.approx(
         metrics["train_accuracy"] - metrics["test_accuracy"]
@@ -55,19 +71,19 @@ def test_metrics_show_test_accuracy_and_the_overfitting_gap(project):
     )
     assert (metrics["best_val_loss_epoch"], metrics["overfitting_onset_epoch"]) == (1, None)
     assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
-    shown = project.sh("dvc", "metrics", "show", "--json")
+    shown = lab.sh("dvc", "metrics", "show", "--json")
     assert "test_accuracy" in shown
-    assert "test accuracy" in project.output and "overfitting gap" in project.output
+    assert "test accuracy" in lab.output and "overfitting gap" in lab.output
 
 
-def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
-    client, runs = project.runs()
+def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(lab):
+    client, runs = lab.runs()
     (run,) = runs
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1" and run.data.params["train.batch_size"] == "128"
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "train_val_gap"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1], name
-    metrics = json.loads((project.path / "reports/metrics.json").read_text())
+    metrics = json.loads((lab.path / "reports/metrics.json").read_text())
     assert run.data.metrics["overfitting_gap"] == pytest.approx(metrics["overfitting_gap"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     tags = run.data.tags
@@ -75,7 +91,7 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git_dirty"] in ("True", "False")
     assert tags.get("dvc_exp_name"), "the DVC experiment name is not on the run"
     assert tags["env.keras_backend"] == "jax", "not the default backend"
-    assert list((project.path / ".jax-cache").iterdir()), "XLA's compilations were not kept"
+    assert list((lab.path / ".jax-cache").iterdir()), "XLA's compilations were not kept"
     datasets = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
     assert sorted(datasets) == ["testing", "training"]
     assert {d.digest for d in datasets.values()} == {tags["data_fingerprint"][:8]}
@@ -98,15 +114,14 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(project):
     assert version.run_id == run.info.run_id
 
 
-def test_logged_model_predicts_a_7_for_the_first_test_digit(project):
-    mlflow.set_tracking_uri(f"sqlite:///{project.path / 'mlflow.db'}")
-    loaded = mlflow.keras.load_model("models:/mnist-dense@champion")
-    first = np.load(project.path / "data/prepared/x_test.npy", mmap_mode="r")[:1]
+def test_logged_model_predicts_a_7_for_the_first_test_digit(lab):
+    loaded = _load_model(lab, alias="champion")
+    first = np.load(lab.path / "data/prepared/x_test.npy", mmap_mode="r")[:1]
     assert int(loaded.predict(np.asarray(first), verbose=0).argmax()) == 7
 
 
-def test_second_repro_reruns_nothing(project):
-    output = project.sh("dvc", "repro")
+def test_second_repro_reruns_nothing(lab):
+    output = lab.sh("dvc", "repro")
     assert _ran(output) == set()
     assert "Data and pipelines are up to date" in output
 
@@ -115,23 +130,23 @@ def test_second_repro_reruns_nothing(project):
     ("module", "stale"),
     [("pipeline/plots.py", ["evaluate"]), ("pipeline/tracking/runs.py", ["train", "evaluate"])],
 )
-def test_an_edit_to_a_module_stales_exactly_the_stages_that_run_it(project, module, stale):
-    edited = project.path / module
+def test_an_edit_to_a_module_stales_exactly_the_stages_that_run_it(lab, module, stale):
+    edited = lab.path / module
     original = edited.read_text()
     edited.write_text(original + "# an edit\n")
     try:
-        status = json.loads(project.sh("dvc", "status", "--json"))
+        status = json.loads(lab.sh("dvc", "status", "--json"))
     finally:
         edited.write_text(original)
     assert sorted(status) == sorted(stale)
-    assert "up to date" in project.sh("dvc", "status")
+    assert "up to date" in lab.sh("dvc", "status")
 
 
-def test_a_key_no_stage_reads_is_still_refused(project):
+def test_a_key_no_stage_reads_is_still_refused(lab):
     done = subprocess.run(
         ["dvc", "exp", "run", "-S", "+typo=5"],
-        cwd=project.path,
-        env=project.env,
+        cwd=lab.path,
+        env=lab.env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -139,20 +154,21 @@ def test_a_key_no_stage_reads_is_still_refused(project):
     assert done.returncode != 0
     assert "unknown key 'typo'" in done.stdout + done.stderr
     assert _ran(done.stdout) == {"check_params"}
-    project.sh("git", "checkout", "params.yaml")
 
 
-def test_changing_epochs_reruns_only_train_and_evaluate(project):
-    project.sh(sys.executable, "-m", "pipeline.config", "train.epochs=5")
-    output = project.sh("dvc", "repro")
+def test_changing_epochs_reruns_only_train_and_evaluate(lab):
+    _, before = lab.runs()
+    lab.sh(sys.executable, "-m", "pipeline.config", "train.epochs=5")
+    output = lab.sh("dvc", "repro")
     assert _ran(output) == {"check_params", "train", "evaluate"}
-    client, runs = project.runs()
-    assert len(runs) == 2 and runs[-1].data.params["train.epochs"] == "5"
+    client, runs = lab.runs()
+    assert _ids(runs[:-1]) == _ids(before), "not exactly one run more"
+    assert runs[-1].data.params["train.epochs"] == "5"
     assert len(client.get_metric_history(runs[-1].info.run_id, "accuracy")) == 5
 
 
-def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(project, tmp_path):
-    with np.load(project.path / "data/raw/mnist.npz") as mnist:
+def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(lab, tmp_path):
+    with np.load(lab.path / "data/raw/mnist.npz") as mnist:
         digits = mnist["x_test"][:10]
     pictures = [tmp_path / f"test-{i}.png" for i in range(10)]
     for picture, pixels in zip(pictures, digits, strict=True):
@@ -171,31 +187,37 @@ def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(project
             "--model",
             "models/model.keras",
         ],
-        cwd=project.path,
-        env=project.env,
+        cwd=lab.path,
+        env=lab.env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 1 and "empty.png: not an image" in done.stderr
     predicted = [int(line.split()[1]) for line in done.stdout.splitlines()]
-    notebook = pd.read_csv(project.path / "reports/predictions.csv")["predicted"]
+    notebook = pd.read_csv(lab.path / "reports/predictions.csv")["predicted"]
     assert predicted[:10] == notebook[:10].tolist()
     assert predicted[0] == 7 and predicted[10] == 7
+
+
+def _ids(runs) -> list[str]:
+    return [run.info.run_id for run in runs]
 
 
 def _sweep_children(runs, parent):
     return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
 
 
-def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(project):
-    lock = (project.path / "dvc.lock").read_text()
-    output = project.sh(
+def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(lab):
+    lock = (lab.path / "dvc.lock").read_text()
+    _, before = lab.runs()
+    output = lab.sh(
         sys.executable, "-m", "pipeline.sweep", "-m", "train.epochs=1", "train.batch_size=256,512"
     )
     assert _ran(output) == set(), "the sweep prepared the data again"
-    assert (project.path / "dvc.lock").read_text() == lock
-    _, runs = project.runs()
+    assert (lab.path / "dvc.lock").read_text() == lock
+    _, runs = lab.runs()
+    runs = [r for r in runs if r.info.run_id not in _ids(before)]
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
     children = _sweep_children(runs, parent)
     assert sorted(r.data.params["train.batch_size"] for r in children) == ["256", "512"]
@@ -206,15 +228,15 @@ def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(project):
     assert len(report.read_text().splitlines()) == 3
 
 
-def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tmp_path):
+def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(lab, tmp_path):
     # A fresh clone: no MLflow store yet. It shares the project's DVC cache (the data).
-    clone = Project(tmp_path / "clone", project.env)
-    sh(tmp_path, project.env, "git", "clone", "-q", str(project.path), str(clone.path))
-    clone.sh("dvc", "cache", "dir", "--local", str(project.path / ".dvc/cache"))
+    clone = Project(tmp_path / "clone", lab.env)
+    sh(tmp_path, lab.env, "git", "clone", "-q", str(lab.path), str(clone.path))
+    clone.sh("dvc", "cache", "dir", "--local", str(lab.path / ".dvc/cache"))
     clone.sh(
         "dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "-S", "train.batch_size=64,256"
     )
-    status = _run_queue(clone, tmp_path / "queue.log")
+    status = clone.run_queue(tmp_path / "queue.log")
     client, runs = clone.runs()
     assert sorted(r.data.params["train.batch_size"] for r in runs) == ["256", "64"], status
     shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
@@ -236,37 +258,6 @@ def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(project, tm
         assert run.data.tags["git_dirty"] == "False"
 
 
-def _run_queue(clone: Project, log: Path) -> str:
-    """`dvc queue start -j 2` until nothing is queued or running; the last status."""
-    # Into a file, not a pipe: the workers it starts outlive it and would hold a pipe open.
-    with log.open("w") as out:
-        subprocess.run(
-            ["dvc", "queue", "start", "-j", "2"],
-            cwd=clone.path,
-            env=clone.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=True,
-            timeout=120,
-        )
-    try:
-        deadline = time.monotonic() + 480
-        while re.search(r"\b(Queued|Running)\b", status := clone.sh("dvc", "queue", "status")):
-            assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
-            time.sleep(2)
-    finally:  # the workers this test started, even one that `dvc queue stop` leaves idle
-        subprocess.run(
-            ["dvc", "queue", "stop"],
-            cwd=clone.path,
-            env=clone.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=120,
-        )
-        stop_processes_in(clone.path)
-    return status
-
-
 def test_early_stopping_keeps_registers_and_evaluates_the_best_epoch(tmp_path):
     copy = Project.copy(tmp_path / "project")
     overrides = ("train.epochs=30", "train.early_stopping.enabled=true")
@@ -283,8 +274,7 @@ def test_early_stopping_keeps_registers_and_evaluates_the_best_epoch(tmp_path):
     client, (run,) = copy.runs()
     version = client.get_model_version_by_alias("mnist-dense", "champion")
     assert float(version.tags["val_accuracy"]) == pytest.approx(kept.val_accuracy)
-    mlflow.set_tracking_uri(f"sqlite:///{copy.path / 'mlflow.db'}")
-    net = mlflow.keras.load_model(f"models:/mnist-dense/{version.version}")
+    net = _load_model(copy, version=version.version)
     x = np.load(copy.path / "data/prepared/x_train.npy")[54000:]
     y = np.eye(10)[np.load(copy.path / "data/prepared/y_train.npy")[54000:]]
     val_loss, _ = net.evaluate(x, y, batch_size=128, verbose=0)

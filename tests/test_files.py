@@ -89,6 +89,6 @@ def test_main_interrupted_mid_write_leaves_no_temp_file(project, monkeypatch):
         match=r"y_train.npy \(No space left on device\); "
         "nothing was written",
     ):
-        preprocess.main()
+        preprocess.main([])
 
     assert os.listdir(project / "data" / "prepared") == ["x_train.npy"]

@@ -243,7 +243,7 @@ def test_main_writes_the_prepared_cache_and_meta(project):
     arrays = make_arrays()
     prepared = project / "data" / "prepared"
 
-    preprocess.main()
+    preprocess.main([])
 
     assert sorted(os.listdir(prepared)) == PREPARED_FILES  # and no temp file
     for split, count in (("train", 4), ("test", 3)):
@@ -264,7 +264,7 @@ def test_main_writes_the_prepared_cache_and_meta(project):
 
 def test_load_split_reads_a_file_once_until_it_is_rewritten(project):
     prepared = project / "data" / "prepared"
-    preprocess.main()
+    preprocess.main([])
 
     x, y = preprocess.load_split(prepared, "test")
     again = preprocess.load_split(prepared, "test")
@@ -275,7 +275,7 @@ def test_load_split_reads_a_file_once_until_it_is_rewritten(project):
     changed = make_arrays()
     changed["y_test"] = (changed["y_test"] + 1) % 10
     np.savez(project / "data" / "raw" / "mnist.npz", **changed)
-    preprocess.main()
+    preprocess.main([])
 
     x_new, y_new = preprocess.load_split(prepared, "test")
     np.testing.assert_array_equal(y_new, changed["y_test"])
@@ -289,7 +289,7 @@ def test_main_refuses_a_bad_raw_file_and_leaves_nothing(project):
     np.savez(raw, **arrays)
 
     with pytest.raises(preprocess.DataError, match="y_test holds label 10"):
-        preprocess.main()
+        preprocess.main([])
 
     prepared = project / "data" / "prepared"
     assert not prepared.exists() or os.listdir(prepared) == []
