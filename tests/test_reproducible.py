@@ -45,12 +45,11 @@ def test_a_fresh_copy_rebuilds_the_committed_results_bit_for_bit(tmp_path):
     assert (copy.path / "dvc.lock").read_text() == locked
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Project:
-    """A copy of the project after `dvc exp run -S train.epochs=1` (version 1 of the model)."""
-    lab = Project.copy(tmp_path_factory.mktemp("reproducible") / "project")
-    lab.sh("dvc", "exp", "run", "-S", "train.epochs=1")
-    return lab
+@pytest.fixture
+def lab(project, tmp_path) -> Project:
+    """This test's own copy of the session's project after `dvc exp run -S train.epochs=1`
+    (its one run, version 1 of the model): the tests run in any order, or alone."""
+    return project.copy_to(tmp_path / "project")
 
 
 def _latest(lab: Project):
