@@ -134,9 +134,14 @@ class Start:
 
     def __init__(self, stopping: config.EarlyStoppingConfig, saved: Saved | None = None) -> None:
         self.stopper = callbacks.early_stopping(stopping)
-        self.stopped = bool(self.stopper and saved and self.stopper.follow(saved.rows))
         self.epoch = saved.epoch if saved else 0
         self.rows: list[Row] = saved.rows if saved else []
+        if self.stopper:
+            self.stopper.follow(self.rows)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopper is not None and self.stopper.stopped_at is not None
 
 
 def start(
