@@ -108,8 +108,8 @@ def worktree(run: readback.Recorded, scratch: Path) -> Iterator[Path]:
     """The run's source, at its commit with its recorded diff, in a git worktree removed on
     the way out (an error, Ctrl-C or SIGTERM too)."""
     tree = scratch / "source"
-    _git("worktree", "add", "--detach", "--quiet", str(tree), run.commit)
-    try:
+    try:  # a stop while git adds it leaves a worktree too: removed below
+        _git("worktree", "add", "--detach", "--quiet", str(tree), run.commit)
         if run.diff:
             patch = scratch / record.DIFF_ARTIFACT
             patch.write_text(run.diff)

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Project:
-    return Project.copy(tmp_path_factory.mktemp("checkpoints") / "project")
+    """A copy of the project with its data prepared, whichever of its tests runs first."""
+    lab = Project.copy(tmp_path_factory.mktemp("checkpoints") / "project")
+    lab.sh("dvc", "repro", "preprocess")
+    return lab
 
 
 def _rebuilt(lab: Project) -> dict:
