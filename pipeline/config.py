@@ -78,6 +78,7 @@ class TrainConfig:
 class TrackingConfig:
     experiment: str = bounds.named()
     registered_model: str = bounds.named()
+    promotion_level: float = bounds.bounded("in (0, 1)", lambda value: 0 < value < 1)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Config:
     tracking: TrackingConfig = MISSING
     paths: PathsConfig = MISSING
     checkpoints: CheckpointsConfig = MISSING
+    replicates: int = bounds.at_least(1)
 
 
 JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.keep_compilations`)

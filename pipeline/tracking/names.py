@@ -16,6 +16,7 @@ ENV_PREFIX = "env."  # one tag per environment fact: env.keras_backend, env.cpu,
 CHECKPOINT_FROM = "checkpoint_from_epoch"  # 0 from scratch, `off` without the cache
 CHECKPOINT_KEY = "checkpoint_key"
 ONSET_TAG = "overfitting_onset"  # the epoch overfitting starts, or `none`
+CONFIGURATION = "configuration"  # every param but the seed, as a short digest: replicates share it
 
 # Tags `reproduce` sets
 REPRODUCES = "reproduces"  # on a reproduction: the run it rebuilt
@@ -31,7 +32,10 @@ NOTE = "mlflow.note.content"  # MLflow's own: the run's description (the sweep r
 
 # Tags of an experiment and a model version
 EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which view its UI opens
-VERSION_VAL_ACCURACY = "val_accuracy"  # on a registered version: what the champion is chosen by
+VERSION_VAL_ACCURACY = "val_accuracy"  # on a registered version: its validation accuracy
+VALIDATION_DIGITS = "validation_digits"  # on a version: which digits it was validated on
+REPLICATE_VAL_ACCURACIES = "replicate_val_accuracies"  # on a version: its configuration's seeds
+PROMOTION_PREFIX = "promotion."  # on a version: decision, test, effect, p_value, against, line
 
 # Metrics of a training's run (and keys of reports/metrics.json)
 TEST_ACCURACY, TEST_LOSS = "test_accuracy", "test_loss"
@@ -41,6 +45,10 @@ GAP_EVALUATED = "overfitting_gap_evaluated"  # the final model's train accuracy 
 BEST_VAL_LOSS_EPOCH, BEST_VAL_ACCURACY_EPOCH = "best_val_loss_epoch", "best_val_accuracy_epoch"
 ONSET = "overfitting_onset_epoch"
 EPOCHS_TRAINED, KEPT_EPOCH = "epochs_trained", "kept_epoch"
+# A metric's 95% interval: `test_accuracy` has `test_accuracy_ci_low` and `test_accuracy_ci_high`
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+# Over a configuration's replicates (a sweep's parent run): `val_accuracy_mean`, `..._sd`, ...
+MEAN, SD = "_mean", "_sd"
 
 # Metrics of a sweep's parent run
 BEST_VAL_ACCURACY, BEST_TEST_ACCURACY = "best_val_accuracy", "best_test_accuracy"
