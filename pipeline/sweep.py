@@ -27,14 +27,25 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, Stopped, config, entry, preprocess, stops, sweep_report
-from pipeline.tracking import runs, sweeps
+from pipeline import (
+    PipelineError,
+    Stopped,
+    config,
+    entry,
+    findings,
+    preprocess,
+    replicates,
+    stops,
+    sweep_report,
+)
+from pipeline.tracking import names, runs, sweeps
 from pipeline.tracking.sweeps import Sweep
 
 log = logging.getLogger(__name__)
@@ -85,8 +96,11 @@ def _overrides(hydra_node: DictConfig) -> tuple[dict[str, str], list[str]]:
 
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
-    prepare_data(base)
     given, swept = _overrides(hydra_config.hydra)
+    replicates.check(base.replicates, swept)
+    prepare_data(base)
+    if base.replicates > 1:
+        swept.append(replicates.SEED)
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
     sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
@@ -102,17 +116,46 @@ def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     parent = Sweep.read(folder).parent_run_id
     try:
-        rows = sweep_report.publish(parent, folder)
+        report = sweep_report.publish(parent, folder)
+        if report.best is not None and report.chosen_run is not None:
+            _register(_base(hydra_config), report.best, report.chosen_run)
     except Exception:
         sweeps.end(parent, "FAILED")  # never left RUNNING
         raise
-    failed = sweep_report.failed(rows)
+    failed = sweep_report.failed(report.rows)
     sweeps.end(parent, "FAILED" if failed else "FINISHED")
     if failed:
         raise PipelineError(
-            f"{failed} of {len(rows)} jobs failed: their errors are above, in "
+            f"{failed} of {len(report.rows)} jobs failed: their errors are above, in "
             f"{folder}/<job>/sweep.log and on their FAILED runs in MLflow"
         )
+
+
+def _register(base: config.Config, best: findings.Best, run_id: str) -> None:
+    """A sweep adds one version to the registry: its best configuration's first seed, which
+    takes @champion only on evidence (`registry.register`); the other jobs keep their models
+    on their runs."""
+    from pipeline.tracking import registry  # Keras: only once there is a model to register
+
+    accuracies = best.runs[names.VAL_ACCURACY].astype(float).tolist()
+    chosen = best.runs.loc[best.runs["run_id"] == run_id].iloc[0]
+    decision = registry.register(
+        base.tracking.registered_model,
+        f"runs:/{run_id}/{registry.MODEL_NAME}",
+        net=None,
+        validation=registry.validation(Path(base.paths.prepared), base.train.validation_split),
+        replicates=accuracies if len(accuracies) > 1 else None,
+        level=base.tracking.promotion_level,
+        val_accuracy=float(chosen[names.VAL_ACCURACY]),
+    )
+    log.info(
+        "registered %s (run %s) as %s version %d: %s",
+        best.label,
+        run_id,
+        base.tracking.registered_model,
+        decision.version,
+        decision.line,
+    )
 
 
 def _or_exit(step: Callable[[DictConfig], None], hydra_config: DictConfig) -> None:
@@ -126,6 +169,21 @@ def _or_exit(step: Callable[[DictConfig], None], hydra_config: DictConfig) -> No
     except Exception:
         log.exception("the sweep failed")
         raise SystemExit(1) from None
+
+
+class Sweeper(BasicSweeper):
+    """Hydra's basic sweeper (conf/config.yaml's `hydra.sweeper`), which also sweeps
+    `train.seed` over the `replicates` seeds of every configuration."""
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None  # set by Hydra's setup()
+        count = int(self.config.replicates)
+        if count > 1:
+            arguments = replicates.with_seeds(
+                [*self._parse_config(), *arguments], int(self.config.train.seed), count
+            )
+            self.params = {}  # now in `arguments`
+        return super().sweep(arguments)
 
 
 class SweepCallback(Callback):
@@ -163,7 +221,7 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
             **{key: str(out / Path(getattr(cfg.paths, key)).name) for key in JOB_OUTPUTS},
         )
         log.info("MLflow run %s, outputs in %s", run_id, out)
-        net, history, model_uri = train.run(cfg, paths)
+        net, history, model_uri = train.run(cfg, paths, register=False)
         train.write_record(out / "run.json", run_id, model_uri)
         metrics = evaluate.run(paths, net, history, cfg.train.validation_split)
     return metrics.get("val_accuracy")

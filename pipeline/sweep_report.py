@@ -1,32 +1,37 @@
-"""The sweep report: one row per job of a sweep, and where overfitting starts.
+"""The sweep report: one row per job, one per configuration over its seeds, and what the
+jobs say with their noise.
 
     python -m pipeline.sweep_report [PARENT_RUN_ID] [--output DIR]
 
 Built from MLflow, the record of truth: the child runs of a sweep's parent run (the newest
-sweep when no id is given). It writes `sweep_report.csv` (the table), `sweep_report.md` (the
-same, readable) and `sweep_report.png` (test accuracy, the overfitting gap and test loss against
-epochs, a line per batch size) to DIR (default: the sweep's Hydra folder), prints the table,
-and puts it all on the parent run, whose description in the MLflow UI becomes the table. The
-child with the highest validation accuracy is tagged `best_in_sweep`; the test set never picks
-it.
-A sweep publishes its own report when its last job ends.
+sweep when no id is given). Replicates (`replicates=N`: the same params, other seeds) are one
+configuration (`pipeline.findings`). It writes to DIR (default: the sweep's Hydra folder)
+`sweep_report.csv` (the jobs), `sweep_configurations.csv` (each configuration's mean, sd and
+95% interval over its seeds), `sweep_report.md` (the conclusions, then both tables, readable)
+and two pictures (`pipeline.sweep_plots`); prints it, and puts it all on the parent run, whose
+description in the MLflow UI becomes the text. The best configuration is the one with the
+highest mean validation accuracy (the test set never picks it), named with those the seeds
+cannot tell from it; its first seed's job is tagged `best_in_sweep`, and is the one model a
+sweep registers. A sweep publishes its own report when its last job ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import config, entry
+from pipeline import config, entry, findings, stats, sweep_plots
 from pipeline.tracking import names, store, sweeps
 
 log = logging.getLogger(__name__)
 
 CSV, MARKDOWN, PLOT = "sweep_report.csv", "sweep_report.md", "sweep_report.png"
 CURVES = "sweep_val_loss.png"
+CONFIGURATIONS = "sweep_configurations.csv"  # one row per configuration, over its seeds
 ACCURACIES = (
     names.TRAIN_ACCURACY,
     names.VAL_ACCURACY,
@@ -36,7 +41,6 @@ ACCURACIES = (
 )
 EPOCHS = (names.BEST_VAL_LOSS_EPOCH, names.ONSET)
 METRICS = (*ACCURACIES, names.TEST_LOSS, *EPOCHS)  # test loss rising again: overfitting too
-GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
 AXES = ("train.epochs", "train.batch_size")
 
 
@@ -71,9 +75,8 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     for metric in METRICS:
         rows[metric] = pd.to_numeric(_column(runs, f"metrics.{metric}"), errors="coerce")
     rows["time_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds().round(1)
-    return rows.sort_values(
-        ["epochs", "batch_size"], na_position="last", kind="stable", ignore_index=True
-    )
+    order = ["epochs", "batch_size", *([findings.SEED] if findings.SEED in rows else [])]
+    return rows.sort_values(order, na_position="last", kind="stable", ignore_index=True)
 
 
 def failed(rows: pd.DataFrame) -> int:
@@ -81,14 +84,8 @@ def failed(rows: pd.DataFrame) -> int:
     return int((rows["status"] != "FINISHED").sum())
 
 
-def best(rows: pd.DataFrame) -> pd.Series | None:
-    """The finished run with the highest validation accuracy (never chosen on test accuracy)."""
-    done = rows[(rows["status"] == "FINISHED") & rows[names.VAL_ACCURACY].notna()]
-    return None if done.empty else done.loc[done[names.VAL_ACCURACY].idxmax()]
-
-
 def markdown(rows: pd.DataFrame) -> str:
-    """The table for people: accuracies in percent, the gap in percentage points."""
+    """The jobs' table for people: accuracies in percent, the gap in percentage points."""
     shown = rows.drop(columns=["run_id"])
     for metric in ACCURACIES:
         shown[metric] = (100 * shown[metric]).round(2)
@@ -112,167 +109,137 @@ def markdown(rows: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, floatfmt=formats, missingval="-")
 
 
-def plot(rows: pd.DataFrame, path: Path) -> None:
-    """Test accuracy, the overfitting gap and test loss against epochs, a line per batch size."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
-
-    figure = Figure(figsize=(13, 4), layout="constrained")
-    panels = zip(
-        figure.subplots(1, 3),
-        (
-            (names.TEST_ACCURACY, 100, "Test accuracy", "%"),
-            (names.GAP, 100, "Overfitting gap (train - test accuracy)", "percentage points"),
-            (names.TEST_LOSS, 1, "Test loss", "cross-entropy"),
-        ),
-        strict=True,
-    )
-    done = rows[rows["status"] == "FINISHED"]
-    for axes, (metric, scale, title, unit) in panels:
-        for batch, group in done.groupby("batch_size"):
-            group = group.sort_values("epochs")
-            axes.plot(group["epochs"], scale * group[metric], "o-", label=f"batch {batch}")
-        axes.set(title=title, xlabel="epochs", ylabel=unit)
-        axes.set_xticks(sorted(done["epochs"].dropna().unique()))
-        axes.grid(alpha=0.3)
-        if done["batch_size"].notna().any():
-            axes.legend()
-    figure.savefig(path, dpi=110)
-
-
-def validation_curves(rows: pd.DataFrame, losses: dict[str, list[float]], path: Path) -> None:
-    """Every finished job's validation loss per epoch, a line each, its onset marked."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(8, 5), layout="constrained")
-    axes = figure.subplots()
-    for job in rows[rows["run_id"].isin(losses)].itertuples():
-        curve = losses[str(job.run_id)]
-        (line,) = axes.plot(range(1, len(curve) + 1), curve, "-", label=str(job.run))
-        if pd.notna(job.overfitting_onset_epoch):
-            onset = int(job.overfitting_onset_epoch)
-            axes.plot(onset, curve[onset - 1], "x", color=line.get_color(), markersize=10)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(
-        title="Validation loss per epoch (x: where overfitting starts)",
-        xlabel="epoch",
-        ylabel="cross-entropy",
-    )
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.savefig(path, dpi=110)
-
-
-def _trend(values: list[float]) -> str:
-    steps = [after - before for before, after in zip(values, values[1:], strict=False)]
-    if all(step > 0 for step in steps):
-        return "grows"
-    if all(step < 0 for step in steps):
-        return "shrinks"
-    return "goes up and down"
-
-
-def _points(gaps: pd.Series, where: list[str]) -> str:
-    return ", ".join(
-        f"{100 * gap:+.2f} points at {at}" for gap, at in zip(gaps, where, strict=True)
-    )
-
-
-def _group(label: str, group: pd.DataFrame) -> str:
-    """Where one group of jobs (the same params but the epochs) bottoms, overfits, and how its
-    gap moves with the epochs; the longest job has seen the most of the curve."""
-    longest = group.iloc[-1]
-    text = f"{label}: validation loss is lowest at epoch {int(longest[names.BEST_VAL_LOSS_EPOCH])}"
-    text += f" of {int(longest['epochs'])}"
-    onset = longest[names.ONSET]
-    if pd.notna(onset):
-        text += f", and overfitting starts at epoch {int(onset)}"
-    else:
-        text += f", with no overfitting within {int(longest['epochs'])} epochs"
-    gaps = _points(group[GAP], [f"{int(e)} epochs" for e in group["epochs"]])
-    if len(group) > 1:
-        return f"{text}; the final model's gap {_trend(group[GAP].tolist())} with epochs: {gaps}."
-    return f"{text}; the final model's gap is {gaps}."
-
-
-def _by_batch(done: pd.DataFrame) -> list[str]:
-    """How the gap moves with the batch size, at each number of epochs every batch ran."""
-    lines = []
-    for epochs, group in done.groupby("epochs"):
-        if group["batch_size"].nunique() < 2:
-            continue
-        group = group.sort_values("batch_size")
-        verdict = {"shrinks": "smaller batches overfit more", "grows": "larger ones do"}.get(
-            _trend(group[GAP].tolist()), "no steady order"
-        )
-        gaps = _points(group[GAP], [f"batch {int(b)}" for b in group["batch_size"]])
-        lines.append(f"At {int(epochs)} epochs the gap by batch size is {gaps}: {verdict}.")
-    return lines
-
-
-def conclusions(rows: pd.DataFrame) -> list[str]:
-    """What the finished jobs say, drawn from their numbers: for each group of jobs that share
-    every param but the epochs, where validation loss bottoms, where overfitting starts, how
-    the final model's gap grows with the epochs; then with the batch size."""
-    done = rows[(rows["status"] == "FINISHED") & rows[GAP].notna()]
-    done = done[done[names.BEST_VAL_LOSS_EPOCH].notna()]
-    fixed = {"run", "run_id", "status", "time_s", "epochs", *METRICS}
-    keys = [column for column in rows.columns if column not in fixed]
-    if done.empty:
-        return []
-    if not keys:
-        return [_group("All jobs", done.sort_values("epochs"))]
-    lines = []
-    for values, group in done.groupby(keys):
-        label = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in zip(keys, values, strict=True))
-        lines.append(_group(label.capitalize(), group.sort_values("epochs")))
-    return lines + (_by_batch(done) if keys == ["batch_size"] else [])
-
-
-def summary(rows: pd.DataFrame, chosen: pd.Series | None) -> str:
-    text = f"{len(rows)} jobs, {failed(rows)} failed."
-    if chosen is not None:
-        text += (
-            f" Best by validation accuracy: {chosen['run']} (run {chosen['run_id']}): "
-            f"validation {100 * chosen[names.VAL_ACCURACY]:.2f}%, test "
-            f"{100 * chosen[names.TEST_ACCURACY]:.2f}%, overfitting gap "
-            f"{100 * chosen[names.GAP]:+.2f} points."
-        )
+def _spread(row: pd.Series, metric: str, scale: float, digits: int, unit: str = "") -> str:
+    """`98.03% ± 0.05 (97.97 to 98.09)`: mean ± sd (95% interval) over seeds."""
+    mean = row.get(metric + names.MEAN)
+    if mean is None or pd.isna(mean):
+        return "-"
+    text = f"{scale * mean:.{digits}f}{unit}"
+    sd, low = row.get(metric + names.SD), row.get(metric + names.CI_LOW)
+    if sd is not None and pd.notna(sd):
+        text += f" ± {scale * sd:.{digits}f}"
+    if low is not None and pd.notna(low):
+        high = row[metric + names.CI_HIGH]
+        text += f" ({scale * low:.{digits}f} to {scale * high:.{digits}f})"
     return text
 
 
-def publish(parent_id: str, output: Path | None = None) -> pd.DataFrame:
+def configurations_markdown(configurations: pd.DataFrame) -> str:
+    """One row per configuration: mean ± sd (95% interval) over its seeds."""
+    columns = {
+        "val %": (names.VAL_ACCURACY, 100, 2),
+        "test %": (names.TEST_ACCURACY, 100, 2),
+        "gap (points)": (names.GAP, 100, 2),
+        "final model's gap": (findings.GAP, 100, 2),
+        "lowest val loss at": (names.BEST_VAL_LOSS_EPOCH, 1, 1),
+        "overfits from": (names.ONSET, 1, 1),
+    }
+    shown = pd.DataFrame(
+        {"configuration": configurations["configuration"], "seeds": configurations["seeds"]}
+    )
+    for title, (metric, scale, digits) in columns.items():
+        shown[title] = [
+            _spread(row, metric, scale, digits) for _, row in configurations.iterrows()
+        ]
+    return shown.to_markdown(index=False)
+
+
+def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.Best | None) -> str:
+    seeds = configurations["seeds"] if not configurations.empty else pd.Series([0])
+    text = f"{len(rows)} jobs"
+    if seeds.max() > 1:
+        text += f" ({len(configurations)} configurations x {seeds.min()}"
+        text += f"{'' if seeds.min() == seeds.max() else f' to {seeds.max()}'} seeds)"
+    text += f", {failed(rows)} failed."
+    if chosen is None:
+        return text
+    row = configurations.loc[configurations["configuration"] == chosen.label].iloc[0]
+    if chosen.test is None:
+        return text + (
+            f" Best by validation accuracy: {chosen.label}: validation "
+            f"{_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, test "
+            f"{_spread(row, names.TEST_ACCURACY, 100, 2, '%')} (one seed each: not tested "
+            "against the others; `replicates=3` would)."
+        )
+    tied = ", ".join(chosen.tied) if chosen.tied else "none"
+    return text + (
+        f" Best by mean validation accuracy: {chosen.label}: validation "
+        f"{_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, test "
+        f"{_spread(row, names.TEST_ACCURACY, 100, 2, '%')} (mean ± sd (95% interval) over "
+        f"{row['seeds']} seeds). Tied with it, the seeds cannot tell them apart "
+        f"({chosen.test}, Holm-adjusted, level {stats.ALPHA}): {tied}."
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: pd.DataFrame  # one per job
+    best: findings.Best | None
+    chosen_run: str | None  # the best configuration's first seed: the one a sweep registers
+
+
+def _chosen_run(best: findings.Best | None) -> str | None:
+    """The best configuration's job with the first seed (never picked on its own noise)."""
+    if best is None:
+        return None
+    runs = best.runs.sort_values(findings.SEED) if findings.SEED in best.runs else best.runs
+    return str(runs["run_id"].iloc[0])
+
+
+def _parent_metrics(
+    rows: pd.DataFrame, configurations: pd.DataFrame, best: findings.Best | None
+) -> dict[str, float]:
+    metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
+    metrics["configurations"] = float(len(configurations))
+    if best is None:
+        return metrics
+    row = configurations.loc[configurations["configuration"] == best.label].iloc[0]
+    metrics |= {
+        names.BEST_VAL_ACCURACY: float(row[names.VAL_ACCURACY + names.MEAN]),
+        names.BEST_TEST_ACCURACY: float(row[names.TEST_ACCURACY + names.MEAN]),
+    }
+    for metric in findings.SUMMARIZED:
+        for suffix in (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH):
+            value = row.get(metric + suffix)
+            if value is not None and pd.notna(value):
+                metrics[metric + suffix] = float(value)
+    return metrics
+
+
+def publish(parent_id: str, output: Path | None = None) -> Report:
     """Build a sweep's report from MLflow, write it to `output` (default: the sweep's folder),
-    put it on the parent run and tag the best child; return the table."""
+    put it on the parent run and tag the best configuration's first seed; return it."""
     tags, runs = sweeps.children(parent_id)
     if runs.empty:
         raise store.TrackingError(f"sweep run {parent_id} has no jobs in {store.uri()}")
     rows = table(runs)
-    chosen = best(rows)
+    by = findings.keys(rows, METRICS)
+    configurations = findings.configurations(rows, by)
+    chosen = findings.best(rows, by)
     output = output or Path(tags.get(names.SWEEP_DIR) or f"reports/sweep-{parent_id}")
     output.mkdir(parents=True, exist_ok=True)
     rows.to_csv(output / CSV, index=False)
-    findings = "".join(f"- {line}\n" for line in conclusions(rows))
-    text = f"{summary(rows, chosen)}\n\n{findings}\n{markdown(rows)}\n"
+    configurations.to_csv(output / CONFIGURATIONS, index=False)
+    lines = "".join(f"- {line}\n" for line in findings.conclusions(rows, by))
+    text = f"{summary(rows, configurations, chosen)}\n\n{lines}\n"
+    if not configurations.empty and configurations["seeds"].max() > 1:
+        text += "Configurations, mean ± sd (95% interval) over seeds:\n\n"
+        text += f"{configurations_markdown(configurations)}\n\nJobs:\n\n"
+    text += f"{markdown(rows)}\n"
     (output / MARKDOWN).write_text(text)
-    plot(rows, output / PLOT)
+    sweep_plots.summary(rows, output / PLOT)
     finished = rows.loc[rows["status"] == "FINISHED", "run_id"].tolist()
-    validation_curves(rows, sweeps.curves(finished, "val_loss"), output / CURVES)
-    metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
-    if chosen is not None:
-        metrics |= {
-            names.BEST_VAL_ACCURACY: float(chosen[names.VAL_ACCURACY]),
-            names.BEST_TEST_ACCURACY: float(chosen[names.TEST_ACCURACY]),
-        }
+    sweep_plots.validation_curves(rows, by, sweeps.curves(finished, "val_loss"), output / CURVES)
+    chosen_run = _chosen_run(chosen)
     sweeps.publish(
         parent_id,
-        None if chosen is None else str(chosen["run_id"]),
-        metrics,
-        [output / CSV, output / MARKDOWN, output / PLOT, output / CURVES],
+        chosen_run,
+        _parent_metrics(rows, configurations, chosen),
+        [output / name for name in (CSV, CONFIGURATIONS, MARKDOWN, PLOT, CURVES)],
         text,
     )
     log.info("sweep report in %s and on MLflow run %s:\n%s", output, parent_id, text)
-    return rows
+    return Report(rows, chosen, chosen_run)
 
 
 def main(argv: list[str] | None = None) -> None:

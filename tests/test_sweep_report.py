@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from pipeline import sweep_report
+from pipeline import findings, sweep_report
 
 
 def _search_runs(rows: list[dict]) -> pd.DataFrame:
@@ -61,7 +61,8 @@ def test_report_table_sorts_by_epochs_and_batch_and_best_is_chosen_on_validation
     ]
     assert rows["time_s"].tolist() == [20.0, 10.0, 30.0]
     assert "seed" not in rows, "a param every job shares is not a column"
-    assert sweep_report.best(rows)["run_id"] == "r1", "the best run is picked on test accuracy"
+    best = findings.best(rows, findings.keys(rows, sweep_report.METRICS))
+    assert best is not None and best.runs["run_id"].tolist() == ["r1"], "picked on test accuracy"
     text = sweep_report.markdown(rows)
     assert "| job 2 " in text and "FAILED" in text and "98.00" in text
 
@@ -71,46 +72,31 @@ def test_report_shows_any_other_swept_param():
     runs["params.train.optimizer"] = ["adam", "sgd"]
     rows = sweep_report.table(runs)
     assert rows["optimizer"].tolist() == ["adam", "sgd"]
-    assert sweep_report.best(rows) is None, "no run has a validation accuracy"
+    assert findings.best(rows, ["optimizer"]) is None, "no run has a validation accuracy"
 
 
-def test_the_conclusions_are_drawn_from_the_numbers():
-    def job(epochs, batch, gap, best, onset=None):
-        found = {"overfitting_onset_epoch": onset} if onset else {}
-        return {
-            "epochs": epochs,
-            "batch_size": batch,
-            "val_accuracy": 0.97,
-            "test_accuracy": 0.97,
-            "overfitting_gap_evaluated": gap,
-            "best_val_loss_epoch": best,
-            **found,
-        }
+def test_the_summary_gives_each_configuration_over_its_seeds_and_the_tied_set():
+    def job(batch, seed, val):
+        return {"epochs": 5, "batch_size": batch, "seed": seed, "val_accuracy": val}
 
-    runs = _search_runs(
-        [
-            job(5, 64, 0.010, 5),
-            job(10, 64, 0.020, 6, onset=8),
-            job(5, 128, 0.008, 5),
-            job(10, 128, 0.015, 7),
-            {"status": "FAILED"},
-        ]
+    jobs = [job(64, 42, 0.980), job(64, 43, 0.981), job(128, 42, 0.9805), job(128, 43, 0.9812)]
+    runs = _search_runs([{**j, "test_accuracy": 0.978} for j in jobs])
+    runs["params.train.seed"] = [str(j["seed"]) for j in jobs]
+    rows = sweep_report.table(runs)
+    by = findings.keys(rows, sweep_report.METRICS)
+    assert by == ["epochs", "batch_size"], "the seed is a replicate, not a configuration"
+    configurations = findings.configurations(rows, by)
+    best = findings.best(rows, by)
+    text = sweep_report.summary(rows, configurations, best)
+    assert text.startswith("4 jobs (2 configurations x 2 seeds), 0 failed.")
+    assert (
+        "Best by mean validation accuracy: epochs 5, batch size 128: validation 98.08% ± 0.05 (97.64 to 98.53), test 97.80% ± 0.00 "
+        in text
     )
-    assert sweep_report.conclusions(sweep_report.table(runs)) == [
-        "Batch size 64: validation loss is lowest at epoch 6 of 10, and overfitting starts at "
-        "epoch 8; the final model's gap grows with epochs: +1.00 points at 5 epochs, +2.00 "
-        "points at 10 epochs.",
-        "Batch size 128: validation loss is lowest at epoch 7 of 10, with no overfitting within "
-        "10 epochs; the final model's gap grows with epochs: +0.80 points at 5 epochs, +1.50 "
-        "points at 10 epochs.",
-        "At 5 epochs the gap by batch size is +1.00 points at batch 64, +0.80 points at batch "
-        "128: smaller batches overfit more.",
-        "At 10 epochs the gap by batch size is +2.00 points at batch 64, +1.50 points at batch "
-        "128: smaller batches overfit more.",
-    ]
-    swapped = sweep_report.table(_search_runs([job(5, 64, 0.01, 5), job(5, 128, 0.02, 5)]))
-    assert sweep_report.conclusions(swapped)[-1].endswith(": larger ones do.")
-    assert sweep_report.conclusions(sweep_report.table(_search_runs([{"status": "FAILED"}]))) == []
+    assert "Tied with it, the seeds cannot tell them apart (Welch's t-test" in text
+    assert text.endswith(": epochs 5, batch size 64.")
+    table = sweep_report.configurations_markdown(configurations)
+    assert "| epochs 5, batch size 64  |       2 | 98.05 ± 0.07 (97.41 to 98.69) |" in table
 
 
 def test_the_old_command_names_the_new_one():

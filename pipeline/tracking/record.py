@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 from mlflow.data.numpy_dataset import from_numpy
 
-from pipeline import config, provenance
+from pipeline import config, provenance, replicates
 from pipeline.tracking import names, store
 
 # Tags and artifacts that `reproduce` reads back.
@@ -22,12 +22,13 @@ CONFIG_ARTIFACT = "config.yaml"
 
 
 def configuration(cfg: config.Config) -> None:
-    """The whole resolved config as flat params and the config file; where the code came
+    """The whole resolved config as flat params and the config file, and its configuration
+    (every param but the seed, as a digest); where the code came
     from (the commit, and the uncommitted changes as a patch to rebuild it with); and the DVC
     experiment of this run."""
     mlflow.log_params(config.flatten(cfg))
     mlflow.log_dict(config.to_dict(cfg), CONFIG_ARTIFACT)
-    tags: dict[str, str] = {}
+    tags = {names.CONFIGURATION: replicates.configuration(cfg)}  # its replicates share it
     head = provenance.commit()
     if head:
         diff = provenance.source_diff()

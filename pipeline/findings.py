@@ -1,0 +1,218 @@
+"""What a sweep's jobs say, with their noise: replicates grouped as configurations, each
+metric's mean, sd and 95% interval over seeds, and conclusions stated only where a test
+supports them (`pipeline.stats`). Pure: the sweep report's table in, numbers and sentences out.
+
+A configuration is every param but the seed. Two configurations that differ in one param are
+compared with Welch's t-test over their seeds, Holm-adjusted across every comparison of the
+report; a difference that is not significant is said to be one the seeds cannot tell apart,
+with how many seeds would show a difference of its size. With one seed per configuration no
+difference is stated at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pipeline import stats
+from pipeline.tracking import names
+
+SEED = "seed"
+GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
+SUMMARIZED = (
+    names.VAL_ACCURACY,
+    names.TEST_ACCURACY,
+    names.GAP,
+    GAP,
+    names.BEST_VAL_LOSS_EPOCH,
+    names.ONSET,
+)
+NOT_PARAMS = {"run", "run_id", "status", "time_s", SEED}
+
+
+def keys(rows: pd.DataFrame, metrics: tuple[str, ...]) -> list[str]:
+    """The params that tell configurations apart: the table's columns but the metrics, the
+    run's own and the seed."""
+    return [c for c in rows.columns if c not in NOT_PARAMS and c not in metrics]
+
+
+def label(key_values: dict[str, object]) -> str:
+    """`epochs 10, batch size 64`; `all jobs` for a sweep over seeds alone."""
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in key_values.items()) or "all jobs"
+
+
+def finished(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[(rows["status"] == "FINISHED") & rows[names.VAL_ACCURACY].notna()]
+
+
+def groups(done: pd.DataFrame, by: list[str]) -> list[tuple[dict[str, object], pd.DataFrame]]:
+    if not by:
+        return [({}, done)]
+    return [
+        (dict(zip(by, values if isinstance(values, tuple) else (values,), strict=True)), group)
+        for values, group in done.groupby(by, sort=True)
+    ]
+
+
+def configurations(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """One row per configuration of the finished jobs: its params, seeds, and for each
+    summarized metric its mean, sd, 95% interval (`_ci_low`, `_ci_high`) and range."""
+    out = []
+    for values, group in groups(finished(rows), by):
+        row: dict[str, object] = {**values, "configuration": label(values), "seeds": len(group)}
+        for metric in SUMMARIZED:
+            present = group[metric].dropna().astype(float).tolist()
+            if not present:
+                continue
+            found = stats.spread(present)
+            row |= {
+                metric + names.MEAN: found.mean,
+                metric + names.SD: found.sd,
+                metric + names.CI_LOW: found.low,
+                metric + names.CI_HIGH: found.high,
+                f"{metric}_min": found.min,
+                f"{metric}_max": found.max,
+            }
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class Best:
+    """The configuration with the highest mean validation accuracy, those the seeds cannot
+    tell from it, and the test that said so (None with one seed each)."""
+
+    label: str
+    values: dict[str, object]
+    runs: pd.DataFrame  # its finished jobs
+    tied: list[str]
+    test: str | None
+
+
+def best(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> Best | None:
+    found = groups(finished(rows), by)
+    if not found:
+        return None
+    means = [float(group[names.VAL_ACCURACY].mean()) for _, group in found]
+    top = max(range(len(found)), key=lambda i: means[i])
+    values, chosen = found[top]
+    others = [(label(v), g) for i, (v, g) in enumerate(found) if i != top]
+    replicated = len(chosen) > 1 and all(len(g) > 1 for _, g in others)
+    if not others or not replicated:
+        return Best(label(values), values, chosen, [], None)
+    tests = [stats.welch(g[names.VAL_ACCURACY], chosen[names.VAL_ACCURACY]) for _, g in others]
+    adjusted = stats.holm([t.p_value for t in tests])
+    tied = [name for (name, _), p in zip(others, adjusted, strict=True) if p >= level]
+    return Best(label(values), values, chosen, tied, stats.WELCH)
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def _gap_spread(group: pd.DataFrame) -> str:
+    found = stats.spread(group[GAP].astype(float).tolist())
+    sd = "" if found.sd is None else f" ± {100 * found.sd:.2f}"
+    return f"{_points(found.mean)}{sd}"
+
+
+def _where(group: pd.DataFrame) -> str:
+    """Where validation loss bottoms and overfitting starts in the longest jobs of a group,
+    over their seeds."""
+    longest = group[group["epochs"] == group["epochs"].max()]
+    epochs = int(longest["epochs"].iloc[0])
+    n = len(longest)
+    lowest = ", ".join(str(int(e)) for e in sorted(longest[names.BEST_VAL_LOSS_EPOCH].dropna()))
+    seen = sorted(int(e) for e in longest[names.ONSET].dropna())
+    text = f"validation loss is lowest at epoch {lowest} of {epochs}"
+    text += f" (its {n} seeds)" if n > 1 else ""
+    if not seen:
+        return text + f", with no overfitting within {epochs} epochs"
+    if n == 1:
+        return text + f", and overfitting starts at epoch {seen[0]}"
+    starts = ", ".join(map(str, seen))
+    return text + f", and overfitting starts at epoch {starts} in {len(seen)} of {n} seeds"
+
+
+@dataclass(frozen=True)
+class _Pair:
+    where: str  # `batch size 64`
+    key: str
+    before: tuple[object, pd.DataFrame]
+    after: tuple[object, pd.DataFrame]
+
+
+def _pairs(done: pd.DataFrame, by: list[str]) -> list[_Pair]:
+    """Configurations that differ in one param alone, by neighbouring values of it."""
+    pairs = []
+    for key in by:
+        rest = [k for k in by if k != key]
+        for values, group in groups(done, rest):
+            levels = sorted(group[key].dropna().unique())
+            for before, after in zip(levels, levels[1:], strict=False):
+                pairs.append(
+                    _Pair(
+                        label(values),
+                        key,
+                        (before, group[group[key] == before]),
+                        (after, group[group[key] == after]),
+                    )
+                )
+    return pairs
+
+
+def _compare(pair: _Pair, p_value: float, effect: float, level: float) -> str:
+    key = pair.key.replace("_", " ")
+    (a, x), (b, y) = pair.before, pair.after
+    at = f" at {pair.where}" if pair.where != "all jobs" else ""
+    head = f"{key} {a} → {b}{at}: the final model's gap {_gap_spread(x)} → {_gap_spread(y)}"
+    if p_value < level:
+        verb = "grows" if effect > 0 else "shrinks"
+        return f"{head} points: it {verb} ({_points(effect)} points, p = {p_value:.3g})."
+    sd = math.sqrt((x[GAP].var(ddof=1) + y[GAP].var(ddof=1)) / 2)
+    needed = stats.seeds_needed(effect, sd, level)
+    more = (
+        f"about {needed} seeds each would show a difference this size"
+        if needed
+        else "no practical number of seeds would show it"
+    )
+    seeds = min(len(x), len(y))
+    return (
+        f"{head} points: cannot be told apart with {seeds} seeds "
+        f"({_points(effect)} points, p = {p_value:.2g}; {more})."
+    )
+
+
+def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> list[str]:
+    """Where each configuration bottoms and overfits, then every difference of the final
+    model's gap between configurations one param apart: stated only when significant."""
+    done = finished(rows)
+    done = done[done[GAP].notna()]
+    if done.empty:
+        return []
+    lines = []
+    for values, group in groups(done, [k for k in by if k != "epochs"]):
+        lines.append(f"{label(values).capitalize()}: {_where(group)}.")
+    replicated = done.groupby(by).size().min() > 1 if by else len(done) > 1
+    pairs = _pairs(done, by)
+    if not pairs:
+        return lines
+    if not replicated:
+        return [
+            *lines,
+            "One seed per configuration: no difference between configurations can be told "
+            "from the seeds' noise here; ask for replicates (`replicates=3`) to test them.",
+        ]
+    tests = [stats.welch(p.before[1][GAP], p.after[1][GAP]) for p in pairs]
+    adjusted = stats.holm([t.p_value for t in tests])
+    lines += [
+        _compare(pair, p, test.effect, level)
+        for pair, test, p in zip(pairs, tests, adjusted, strict=True)
+    ]
+    lines.append(
+        f"Differences: {stats.WELCH} over seeds at level {level}, p-values Holm-adjusted "
+        f"across the {len(pairs)} comparisons above."
+    )
+    return lines
