@@ -8,7 +8,7 @@ configuration is the default run itself, and the DVC queue asks for the same one
 range syntax: `dvc exp run --queue -S 'train.seed=range(42,45)'`. Every run is tagged with its
 configuration's digest (`names.CONFIGURATION`), whoever started it, so that replicates are
 found and grouped as one configuration in MLflow and in the sweep report. The sweep's
-Hydra sweeper (`pipeline.sweep.Sweeper`) adds the seeds.
+Hydra sweeper (`hydra_plugins/pipeline_replicates`) adds the seeds.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -169,21 +168,6 @@ def _or_exit(step: Callable[[DictConfig], None], hydra_config: DictConfig) -> No
     except Exception:
         log.exception("the sweep failed")
         raise SystemExit(1) from None
-
-
-class Sweeper(BasicSweeper):
-    """Hydra's basic sweeper (conf/config.yaml's `hydra.sweeper`), which also sweeps
-    `train.seed` over the `replicates` seeds of every configuration."""
-
-    def sweep(self, arguments: list[str]) -> Any:
-        assert self.config is not None  # set by Hydra's setup()
-        count = int(self.config.replicates)
-        if count > 1:
-            arguments = replicates.with_seeds(
-                [*self._parse_config(), *arguments], int(self.config.train.seed), count
-            )
-            self.params = {}  # now in `arguments`
-        return super().sweep(arguments)
 
 
 class SweepCallback(Callback):

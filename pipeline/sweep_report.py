@@ -148,26 +148,36 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
     seeds = configurations["seeds"] if not configurations.empty else pd.Series([0])
     text = f"{len(rows)} jobs"
     if seeds.max() > 1:
-        text += f" ({len(configurations)} configurations x {seeds.min()}"
-        text += f"{'' if seeds.min() == seeds.max() else f' to {seeds.max()}'} seeds)"
+        count = (
+            f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()}"
+        )
+        plural = "s" * (len(configurations) != 1)
+        text += f" ({len(configurations)} configuration{plural} x {count} seeds)"
     text += f", {failed(rows)} failed."
     if chosen is None:
         return text
     row = configurations.loc[configurations["configuration"] == chosen.label].iloc[0]
+    numbers = (
+        f"validation {_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, "
+        f"test {_spread(row, names.TEST_ACCURACY, 100, 2, '%')}"
+    )
+    over = f"mean ± sd (95% interval) over {row['seeds']} seeds"
+    if len(configurations) == 1:
+        return (
+            text
+            + f" {chosen.label.capitalize()}: {numbers} ({over})." * (row["seeds"] > 1)
+            + (f" {chosen.label.capitalize()}: {numbers}." * (row["seeds"] == 1))
+        )
     if chosen.test is None:
         return text + (
-            f" Best by validation accuracy: {chosen.label}: validation "
-            f"{_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, test "
-            f"{_spread(row, names.TEST_ACCURACY, 100, 2, '%')} (one seed each: not tested "
-            "against the others; `replicates=3` would)."
+            f" Best by validation accuracy: {chosen.label}: {numbers} (one seed each: not "
+            "tested against the others; `replicates=3` would)."
         )
     tied = ", ".join(chosen.tied) if chosen.tied else "none"
     return text + (
-        f" Best by mean validation accuracy: {chosen.label}: validation "
-        f"{_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, test "
-        f"{_spread(row, names.TEST_ACCURACY, 100, 2, '%')} (mean ± sd (95% interval) over "
-        f"{row['seeds']} seeds). Tied with it, the seeds cannot tell them apart "
-        f"({chosen.test}, Holm-adjusted, level {stats.ALPHA}): {tied}."
+        f" Best by mean validation accuracy: {chosen.label}: {numbers} ({over}). Tied with "
+        f"it, the seeds cannot tell them apart ({chosen.test}, Holm-adjusted, level "
+        f"{stats.ALPHA}): {tied}."
     )
 
 

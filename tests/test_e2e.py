@@ -208,11 +208,18 @@ def _sweep_children(runs, parent):
     return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
 
 
-def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(lab):
+def test_a_replicated_sweep_is_grouped_as_configurations_and_registers_one_version(lab):
     lock = (lab.path / "dvc.lock").read_text()
-    _, before = lab.runs()
+    client, before = lab.runs()
+    versions = len(client.search_model_versions("name = 'mnist-dense'"))
     output = lab.sh(
-        sys.executable, "-m", "pipeline.sweep", "-m", "train.epochs=1", "train.batch_size=256,512"
+        sys.executable,
+        "-m",
+        "pipeline.sweep",
+        "-m",
+        "replicates=3",
+        "train.epochs=1",
+        "train.batch_size=256,512",
     )
     assert _ran(output) == set(), "the sweep prepared the data again"
     assert (lab.path / "dvc.lock").read_text() == lock
@@ -220,12 +227,37 @@ def test_a_sweep_reuses_the_prepared_arrays_and_logs_a_child_per_job(lab):
     runs = [r for r in runs if r.info.run_id not in _ids(before)]
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
     children = _sweep_children(runs, parent)
-    assert sorted(r.data.params["train.batch_size"] for r in children) == ["256", "512"]
+    assert sorted(
+        (r.data.params["train.batch_size"], r.data.params["train.seed"]) for r in children
+    ) == [(batch, seed) for batch in ("256", "512") for seed in ("42", "43", "44")], (
+        "3 seeds from train.seed for each configuration"
+    )
+    by_configuration: dict[str, set[str]] = {}
     for child in children:
         assert child.info.status == "FINISHED"
         assert 0.9 < child.data.metrics["test_accuracy"] < 0.99
-    report = Path(parent.data.tags["sweep_dir"]) / "sweep_report.csv"
-    assert len(report.read_text().splitlines()) == 3
+        low, high = (
+            child.data.metrics["test_accuracy_ci_low"],
+            child.data.metrics["test_accuracy_ci_high"],
+        )
+        assert low < child.data.metrics["test_accuracy"] < high
+        by_configuration.setdefault(child.data.tags["configuration"], set()).add(
+            child.data.params["train.batch_size"]
+        )
+    assert sorted(map(sorted, by_configuration.values())) == [["256"], ["512"]]
+    assert parent.data.metrics["configurations"] == 2
+    assert parent.data.metrics["val_accuracy_ci_low"] < parent.data.metrics["val_accuracy_mean"]
+    folder = Path(parent.data.tags["sweep_dir"])
+    assert len(pd.read_csv(folder / "sweep_report.csv")) == 6
+    assert len(pd.read_csv(folder / "sweep_configurations.csv")) == 2
+    text = (folder / "sweep_report.md").read_text()
+    assert text.startswith("6 jobs (2 configurations x 3 seeds), 0 failed.")
+    assert "Welch's t-test" in text
+    after = client.search_model_versions("name = 'mnist-dense'")
+    assert len(after) == versions + 1, "a sweep registers one version, not one per job"
+    (new,) = [v for v in after if v.run_id == parent.data.tags["best_run_id"]]
+    assert new.tags["promotion.decision"] in ("promoted", "kept")
+    assert "validation digits" in new.tags["promotion.line"]
 
 
 def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(lab, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from pipeline import sweep, sweep_report
+from pipeline import replicates, sweep, sweep_report
 from pipeline.tracking import names
 
 from .helpers.processes import wait_for
@@ -190,6 +190,30 @@ def test_a_bad_base_config_stops_before_any_run(tmp_path, multirun):
     assert done.returncode == 1
     assert "train.epochs must be >= 1, got 0" in done.output
     assert not done.store_made
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (["replicates=0"], "replicates must be >= 1, got 0"),
+        (
+            ["replicates=3", "train.seed=1,2"],
+            "replicates=3 derives the seeds from one train.seed, and train.seed is swept too",
+        ),
+    ],
+)
+def test_bad_replicates_stop_before_any_run(tmp_path, overrides, said):
+    done = Sweep(tmp_path, "-m", "train.epochs=1", *overrides)
+    assert done.returncode == 1
+    assert said in done.output
+    assert not done.parents
+
+
+def test_replicates_sweep_the_seeds_from_train_seed():
+    assert replicates.with_seeds(["train.epochs=1,2", "train.seed=7"], 7, 3) == [
+        "train.epochs=1,2",
+        "train.seed=7,8,9",
+    ]
 
 
 def test_missing_prepared_arrays_are_named_before_any_run(tmp_path):
