@@ -163,11 +163,8 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
     )
     over = f"mean ± sd (95% interval) over {row['seeds']} seeds"
     if len(configurations) == 1:
-        return (
-            text
-            + f" {chosen.label.capitalize()}: {numbers} ({over})." * (row["seeds"] > 1)
-            + (f" {chosen.label.capitalize()}: {numbers}." * (row["seeds"] == 1))
-        )
+        spread = f" ({over})" if row["seeds"] > 1 else ""
+        return text + f" {chosen.label.capitalize()}: {numbers}{spread}."
     if chosen.test is None:
         return text + (
             f" Best by validation accuracy: {chosen.label}: {numbers} (one seed each: not "
