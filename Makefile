@@ -41,7 +41,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 run: install ## run the pipeline: dvc repro (download, preprocess, train, evaluate)
 	dvc repro
 
-sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256 (conf/grid/)
+sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256, 3 seeds each (conf/grid/)
 	python -m pipeline.sweep -m grid=overfitting
 
 check: install ## the gate CI runs first: ruff check, ruff format --check, mypy (pinned)

@@ -161,9 +161,15 @@ def reproduction(project: Project, reps: int) -> dict:
 
 
 def grid_sweep(project: Project, folder: str, *settings: str) -> tuple[float, float]:
-    """`make sweep`'s 3x3 grid: its wall time, and the sum of its jobs' runs."""
+    """`make sweep`'s 3x3 grid, one seed each: its wall time, and the sum of its jobs' runs."""
     wall = project.python(
-        "-m", "pipeline.sweep", "-m", "grid=overfitting", f"hydra.sweep.dir={folder}", *settings
+        "-m",
+        "pipeline.sweep",
+        "-m",
+        "grid=overfitting",
+        "replicates=1",
+        f"hydra.sweep.dir={folder}",
+        *settings,
     )[0]
     client = MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
     runs = [

@@ -103,7 +103,7 @@ def test_a_2x2_sweep_is_one_parent_run_with_a_finished_child_per_job(tmp_path):
 
 @pytest.mark.e2e  # a whole 1x3 sweep, end to end: slow (15 s)
 def test_sweep_ranges_in_config_with_the_command_line_winning(tmp_path):
-    done = Sweep(tmp_path, "-m", "grid=overfitting", "train.epochs=1")
+    done = Sweep(tmp_path, "-m", "grid=overfitting", "train.epochs=1", "replicates=1")
     assert done.returncode == 0, done.output[-3000:]
     assert sorted(map(_combo, done.children()), key=lambda c: int(c[1])) == [
         ("1", "64"),
