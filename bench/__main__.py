@@ -49,6 +49,7 @@ def main() -> None:
         results["pipeline"] = measure.pipeline_overhead(project, args.reps)
         results["memory"] = measure.memory(project)
         results["sweep"] = measure.sweep_overhead(project, args.jobs)
+        results["replicates"] = measure.replicates(project)
         results["reproduce"] = measure.reproduction(project, args.reps)
         results["checkpoints"] = measure.checkpoints(project)
     args.output.write_text(json.dumps(results, indent=2) + "\n")

@@ -140,6 +140,21 @@ def sweep_overhead(project: Project, jobs: int) -> dict:
     }
 
 
+def replicates(project: Project, seeds: int = 10) -> dict:
+    """The default configuration's noise as a user measures it, `python -m pipeline.sweep -m
+    replicates=10` (no checkpoint cache: every epoch trained), against the seconds its runs
+    spent in their epochs: what replicates cost beyond training them."""
+    folder = "multirun/bench-replicates"
+    wall = project.python(
+        "-m", "pipeline.sweep", "-m", f"replicates={seeds}", CACHE_OFF, f"hydra.sweep.dir={folder}"
+    )[0]
+    epochs = sum(
+        project.epoch_seconds(json.loads(record.read_text())["run_id"])
+        for record in (project.path / folder).glob("*/run.json")
+    )
+    return {"seeds": seeds, "sweep_s": wall, "epochs_s": epochs, "ratio": wall / epochs}
+
+
 def reproduction(project: Project, reps: int) -> dict:
     """`python -m pipeline.reproduce RUN` against the train stage that made RUN
     (`python -m pipeline.train`, as DVC runs it), interleaved: what checking a result costs

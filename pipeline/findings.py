@@ -108,14 +108,22 @@ def best(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> Best 
     return Best(label(values), values, chosen, tied, stats.WELCH)
 
 
+# What two configurations one param apart are compared on: (metric, name, unit, up, down).
+COMPARED = (
+    (GAP, "the final model's gap", " points", "grows", "shrinks"),
+    (names.TEST_ACCURACY, "test accuracy", "%", "rises", "falls"),
+)
+
+
 def _points(value: float) -> str:
     return f"{100 * value:+.2f}"
 
 
-def _gap_spread(group: pd.DataFrame) -> str:
-    found = stats.spread(group[GAP].astype(float).tolist())
+def _in_points(values: pd.Series, sign: str = "") -> str:
+    """`1.39 ± 0.05`: the mean and sd over seeds, in points."""
+    found = stats.spread(values.astype(float).tolist())
     sd = "" if found.sd is None else f" ± {100 * found.sd:.2f}"
-    return f"{_points(found.mean)}{sd}"
+    return f"{100 * found.mean:{sign}.2f}{sd}"
 
 
 def _where(group: pd.DataFrame) -> str:
@@ -163,31 +171,36 @@ def _pairs(done: pd.DataFrame, by: list[str]) -> list[_Pair]:
     return pairs
 
 
-def _compare(pair: _Pair, p_value: float, effect: float, level: float) -> str:
-    key = pair.key.replace("_", " ")
+def _compare(pair: _Pair, tests: list[stats.Test], adjusted: list[float], level: float) -> str:
+    """One sentence: how each compared metric moves from one configuration to the other, a
+    move stated only when significant."""
     (a, x), (b, y) = pair.before, pair.after
     at = f" at {pair.where}" if pair.where != "all jobs" else ""
-    head = f"{key} {a} → {b}{at}: the final model's gap {_gap_spread(x)} → {_gap_spread(y)}"
-    if p_value < level:
-        verb = "grows" if effect > 0 else "shrinks"
-        return f"{head} points: it {verb} ({_points(effect)} points, p = {p_value:.3g})."
-    sd = math.sqrt((x[GAP].var(ddof=1) + y[GAP].var(ddof=1)) / 2)
-    needed = stats.seeds_needed(effect, sd, level)
-    more = (
-        f"about {needed} seeds each would show a difference this size"
-        if needed
-        else "no practical number of seeds would show it"
-    )
-    seeds = min(len(x), len(y))
-    return (
-        f"{head} points: cannot be told apart with {seeds} seeds "
-        f"({_points(effect)} points, p = {p_value:.2g}; {more})."
-    )
+    said = []
+    for (metric, name, unit, up, down), test, p_value in zip(
+        COMPARED, tests, adjusted, strict=True
+    ):
+        sign = "+" if unit == " points" else ""
+        moved = f"{name} {_in_points(x[metric], sign)} → {_in_points(y[metric], sign)}{unit}"
+        if p_value < level:
+            verb = up if test.effect > 0 else down
+            said.append(f"{moved}: {verb} ({_points(test.effect)} points, p = {p_value:.2g})")
+            continue
+        sd = math.sqrt((x[metric].var(ddof=1) + y[metric].var(ddof=1)) / 2)
+        needed = stats.seeds_needed(test.effect, sd, level)
+        more = f"about {needed} seeds each would show" if needed else "no practical number of"
+        more += " a difference this size" if needed else " seeds would show it"
+        said.append(
+            f"{moved}: cannot be told apart with {test.n} seeds "
+            f"({_points(test.effect)} points, p = {p_value:.2g}; {more})"
+        )
+    return f"{pair.key.replace('_', ' ')} {a} → {b}{at}: {'; '.join(said)}."
 
 
 def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> list[str]:
-    """Where each configuration bottoms and overfits, then every difference of the final
-    model's gap between configurations one param apart: stated only when significant."""
+    """Where each configuration bottoms and overfits, then how the final model's gap and test
+    accuracy move between configurations one param apart: a move stated only when
+    significant."""
     done = finished(rows)
     done = done[done[GAP].notna()]
     if done.empty:
@@ -205,14 +218,18 @@ def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -
             "One seed per configuration: no difference between configurations can be told "
             "from the seeds' noise here; ask for replicates (`replicates=3`) to test them.",
         ]
-    tests = [stats.welch(p.before[1][GAP], p.after[1][GAP]) for p in pairs]
-    adjusted = stats.holm([t.p_value for t in tests])
+    tests = [
+        [stats.welch(p.before[1][metric], p.after[1][metric]) for metric, *_ in COMPARED]
+        for p in pairs
+    ]
+    flat = stats.holm([t.p_value for pair in tests for t in pair])
+    width = len(COMPARED)
     lines += [
-        _compare(pair, p, test.effect, level)
-        for pair, test, p in zip(pairs, tests, adjusted, strict=True)
+        _compare(pair, found, flat[i * width : (i + 1) * width], level)
+        for i, (pair, found) in enumerate(zip(pairs, tests, strict=True))
     ]
     lines.append(
-        f"Differences: {stats.WELCH} over seeds at level {level}, p-values Holm-adjusted "
-        f"across the {len(pairs)} comparisons above."
+        f"Differences: {stats.WELCH} over seeds at level {level}, differences in "
+        f"percentage points, p-values Holm-adjusted across the {len(flat)} comparisons above."
     )
     return lines

@@ -74,7 +74,9 @@ def test_a_clear_difference_is_stated_with_its_test_and_noise_is_not():
     by = ["epochs", "batch_size"]
     lines = findings.conclusions(rows, by)
     grows = [line for line in lines if line.startswith("epochs 5 → 10 at batch size 64")]
-    assert grows and "it grows (+1.00 points, p = " in grows[0]
+    assert (
+        grows and "gap +1.00 ± 0.10 → +2.00 ± 0.05 points: grows (+1.00 points, p = " in grows[0]
+    )
     tied = [line for line in lines if line.startswith("batch size 64 → 128 at epochs 5")]
     # d = 1 needs 17 seeds a side for 80% power at 0.05 (Cohen's tables)
     assert tied and "cannot be told apart with 3 seeds" in tied[0], tied

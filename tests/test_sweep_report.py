@@ -90,8 +90,8 @@ def test_the_summary_gives_each_configuration_over_its_seeds_and_the_tied_set():
     text = sweep_report.summary(rows, configurations, best)
     assert text.startswith("4 jobs (2 configurations x 2 seeds), 0 failed.")
     assert (
-        "Best by mean validation accuracy: epochs 5, batch size 128: validation 98.08% ± 0.05 (97.64 to 98.53), test 97.80% ± 0.00 "
-        in text
+        "Best by mean validation accuracy: epochs 5, batch size 128: validation 98.08% ± 0.05 "
+        "(97.64 to 98.53), test 97.80% ± 0.00 " in text
     )
     assert "Tied with it, the seeds cannot tell them apart (Welch's t-test" in text
     assert text.endswith(": epochs 5, batch size 64.")
