@@ -43,6 +43,7 @@ from pipeline import (
     replicates,
     stops,
     sweep_report,
+    sweep_text,
 )
 from pipeline.tracking import names, runs, sweeps
 from pipeline.tracking.sweeps import Sweep
@@ -121,7 +122,7 @@ def _close(hydra_config: DictConfig) -> None:
     except Exception:
         sweeps.end(parent, "FAILED")  # never left RUNNING
         raise
-    failed = sweep_report.failed(report.rows)
+    failed = sweep_text.failed(report.rows)
     sweeps.end(parent, "FAILED" if failed else "FINISHED")
     if failed:
         raise PipelineError(

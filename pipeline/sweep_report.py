@@ -6,8 +6,9 @@ jobs say with their noise.
 Built from MLflow, the record of truth: the child runs of a sweep's parent run (the newest
 sweep when no id is given). Replicates (`replicates=N`: the same params, other seeds) are one
 configuration (`pipeline.findings`). It writes to DIR (default: the sweep's Hydra folder)
-`sweep_report.csv` (the jobs), `sweep_configurations.csv` (each configuration's mean, sd and
-95% interval over its seeds), `sweep_report.md` (the conclusions, then both tables, readable)
+`sweep_report.csv` (the jobs), `sweep_configurations.csv` and `metrics.json` (each
+configuration's mean, sd and 95% interval over its seeds; each job's run gets its
+configuration's too), `sweep_report.md` (the conclusions, then both tables, readable)
 and two pictures (`pipeline.sweep_plots`); prints it, and puts it all on the parent run, whose
 description in the MLflow UI becomes the text. The best configuration is the one with the
 highest mean validation accuracy (the test set never picks it), named with those the seeds
@@ -18,13 +19,14 @@ sweep registers. A sweep publishes its own report when its last job ends.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import config, entry, findings, stats, sweep_plots
+from pipeline import config, entry, files, findings, sweep_plots, sweep_text
 from pipeline.tracking import names, store, sweeps
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,8 @@ log = logging.getLogger(__name__)
 CSV, MARKDOWN, PLOT = "sweep_report.csv", "sweep_report.md", "sweep_report.png"
 CURVES = "sweep_val_loss.png"
 CONFIGURATIONS = "sweep_configurations.csv"  # one row per configuration, over its seeds
-ACCURACIES = (
-    names.TRAIN_ACCURACY,
-    names.VAL_ACCURACY,
-    names.TEST_ACCURACY,
-    names.GAP,
-    names.GAP_EVALUATED,
-)
+METRICS_JSON = "metrics.json"  # the same, by configuration: mean, sd, 95% interval
+ACCURACIES = sweep_text.ACCURACIES
 EPOCHS = (names.BEST_VAL_LOSS_EPOCH, names.ONSET)
 METRICS = (*ACCURACIES, names.TEST_LOSS, *EPOCHS)  # test loss rising again: overfitting too
 AXES = ("train.epochs", "train.batch_size")
@@ -79,105 +76,6 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(order, na_position="last", kind="stable", ignore_index=True)
 
 
-def failed(rows: pd.DataFrame) -> int:
-    """How many jobs did not finish."""
-    return int((rows["status"] != "FINISHED").sum())
-
-
-def markdown(rows: pd.DataFrame) -> str:
-    """The jobs' table for people: accuracies in percent, the gap in percentage points."""
-    shown = rows.drop(columns=["run_id"])
-    for metric in ACCURACIES:
-        shown[metric] = (100 * shown[metric]).round(2)
-    shown = shown.rename(
-        columns={
-            names.TRAIN_ACCURACY: "train %",
-            names.VAL_ACCURACY: "val %",
-            names.TEST_ACCURACY: "test %",
-            names.GAP: "gap (points)",
-            names.GAP_EVALUATED: "final model's gap",
-            names.BEST_VAL_LOSS_EPOCH: "lowest val loss at",
-            names.ONSET: "overfits from",
-            names.TEST_LOSS: "test loss",
-            "time_s": "time (s)",
-        }
-    )
-    for column in ("lowest val loss at", "overfits from"):
-        shown[column] = shown[column].astype("Int64")
-    formats = [".4f" if column == "test loss" else ".2f" for column in shown]
-    shown = shown.astype(object).where(shown.notna(), None)  # a failed job's blanks
-    return shown.to_markdown(index=False, floatfmt=formats, missingval="-")
-
-
-def _spread(row: pd.Series, metric: str, scale: float, digits: int, unit: str = "") -> str:
-    """`98.03% ± 0.05 (97.97 to 98.09)`: mean ± sd (95% interval) over seeds."""
-    mean = row.get(metric + names.MEAN)
-    if mean is None or pd.isna(mean):
-        return "-"
-    text = f"{scale * mean:.{digits}f}{unit}"
-    sd, low = row.get(metric + names.SD), row.get(metric + names.CI_LOW)
-    if sd is not None and pd.notna(sd):
-        text += f" ± {scale * sd:.{digits}f}"
-    if low is not None and pd.notna(low):
-        high = row[metric + names.CI_HIGH]
-        text += f" ({scale * low:.{digits}f} to {scale * high:.{digits}f})"
-    return text
-
-
-def configurations_markdown(configurations: pd.DataFrame) -> str:
-    """One row per configuration: mean ± sd (95% interval) over its seeds."""
-    columns = {
-        "val %": (names.VAL_ACCURACY, 100, 2),
-        "test %": (names.TEST_ACCURACY, 100, 2),
-        "gap (points)": (names.GAP, 100, 2),
-        "final model's gap": (findings.GAP, 100, 2),
-        "lowest val loss at": (names.BEST_VAL_LOSS_EPOCH, 1, 1),
-        "overfits from": (names.ONSET, 1, 1),
-    }
-    shown = pd.DataFrame(
-        {"configuration": configurations["configuration"], "seeds": configurations["seeds"]}
-    )
-    for title, (metric, scale, digits) in columns.items():
-        shown[title] = [
-            _spread(row, metric, scale, digits) for _, row in configurations.iterrows()
-        ]
-    return shown.to_markdown(index=False)
-
-
-def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.Best | None) -> str:
-    seeds = configurations["seeds"] if not configurations.empty else pd.Series([0])
-    text = f"{len(rows)} jobs"
-    if seeds.max() > 1:
-        count = (
-            f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()}"
-        )
-        plural = "s" * (len(configurations) != 1)
-        text += f" ({len(configurations)} configuration{plural} x {count} seeds)"
-    text += f", {failed(rows)} failed."
-    if chosen is None:
-        return text
-    row = configurations.loc[configurations["configuration"] == chosen.label].iloc[0]
-    numbers = (
-        f"validation {_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, "
-        f"test {_spread(row, names.TEST_ACCURACY, 100, 2, '%')}"
-    )
-    over = f"mean ± sd (95% interval) over {row['seeds']} seeds"
-    if len(configurations) == 1:
-        spread = f" ({over})" if row["seeds"] > 1 else ""
-        return text + f" {chosen.label.capitalize()}: {numbers}{spread}."
-    if chosen.test is None:
-        return text + (
-            f" Best by validation accuracy: {chosen.label}: {numbers} (one seed each: not "
-            "tested against the others; `replicates=3` would)."
-        )
-    tied = ", ".join(chosen.tied) if chosen.tied else "none"
-    return text + (
-        f" Best by mean validation accuracy: {chosen.label}: {numbers} ({over}). Tied with "
-        f"it, the seeds cannot tell them apart ({chosen.test}, Holm-adjusted, level "
-        f"{stats.ALPHA}): {tied}."
-    )
-
-
 @dataclass(frozen=True)
 class Report:
     rows: pd.DataFrame  # one per job
@@ -193,10 +91,37 @@ def _chosen_run(best: findings.Best | None) -> str | None:
     return str(runs["run_id"].iloc[0])
 
 
+def _summaries(row: pd.Series) -> dict[str, float]:
+    """A configuration's mean, sd and 95% interval over its seeds of each summarized metric,
+    as MLflow metrics (`val_accuracy_mean`, `val_accuracy_sd`, `val_accuracy_ci_low`, ...)."""
+    found = {}
+    for metric in findings.SUMMARIZED:
+        for suffix in (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH):
+            value = row.get(metric + suffix)
+            if value is not None and pd.notna(value):
+                found[metric + suffix] = float(value)
+    return found
+
+
+def _by_run(
+    rows: pd.DataFrame, configurations: pd.DataFrame, by: list[str]
+) -> dict[str, dict[str, float]]:
+    """Each finished job's configuration summary, for its own run."""
+    found: dict[str, dict[str, float]] = {}
+    for _, row in configurations.iterrows():
+        if row["seeds"] < 2:
+            continue
+        same = findings.finished(rows)
+        for key in by:
+            same = same[same[key] == row[key]]
+        found |= {str(run_id): _summaries(row) for run_id in same["run_id"]}
+    return found
+
+
 def _parent_metrics(
     rows: pd.DataFrame, configurations: pd.DataFrame, best: findings.Best | None
 ) -> dict[str, float]:
-    metrics = {"jobs": float(len(rows)), "jobs_failed": float(failed(rows))}
+    metrics = {"jobs": float(len(rows)), "jobs_failed": float(sweep_text.failed(rows))}
     metrics["configurations"] = float(len(configurations))
     if best is None:
         return metrics
@@ -205,12 +130,7 @@ def _parent_metrics(
         names.BEST_VAL_ACCURACY: float(row[names.VAL_ACCURACY + names.MEAN]),
         names.BEST_TEST_ACCURACY: float(row[names.TEST_ACCURACY + names.MEAN]),
     }
-    for metric in findings.SUMMARIZED:
-        for suffix in (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH):
-            value = row.get(metric + suffix)
-            if value is not None and pd.notna(value):
-                metrics[metric + suffix] = float(value)
-    return metrics
+    return metrics | _summaries(row)
 
 
 def publish(parent_id: str, output: Path | None = None) -> Report:
@@ -227,12 +147,17 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
     output.mkdir(parents=True, exist_ok=True)
     rows.to_csv(output / CSV, index=False)
     configurations.to_csv(output / CONFIGURATIONS, index=False)
+    summaries = {
+        row["configuration"]: {"seeds": int(row["seeds"])} | _summaries(row)
+        for _, row in configurations.iterrows()
+    }
+    files.write_text(output / METRICS_JSON, json.dumps(summaries, indent=2) + "\n")
     lines = "".join(f"- {line}\n" for line in findings.conclusions(rows, by))
-    text = f"{summary(rows, configurations, chosen)}\n\n{lines}\n"
+    text = f"{sweep_text.summary(rows, configurations, chosen)}\n\n{lines}\n"
     if not configurations.empty and configurations["seeds"].max() > 1:
         text += "Configurations, mean ± sd (95% interval) over seeds:\n\n"
-        text += f"{configurations_markdown(configurations)}\n\nJobs:\n\n"
-    text += f"{markdown(rows)}\n"
+        text += f"{sweep_text.configurations(configurations)}\n\nJobs:\n\n"
+    text += f"{sweep_text.jobs(rows)}\n"
     (output / MARKDOWN).write_text(text)
     sweep_plots.summary(rows, output / PLOT)
     finished = rows.loc[rows["status"] == "FINISHED", "run_id"].tolist()
@@ -242,9 +167,10 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
         parent_id,
         chosen_run,
         _parent_metrics(rows, configurations, chosen),
-        [output / name for name in (CSV, CONFIGURATIONS, MARKDOWN, PLOT, CURVES)],
+        [output / name for name in (CSV, CONFIGURATIONS, METRICS_JSON, MARKDOWN, PLOT, CURVES)],
         text,
     )
+    sweeps.annotate(_by_run(rows, configurations, by))
     log.info("sweep report in %s and on MLflow run %s:\n%s", output, parent_id, text)
     return Report(rows, chosen, chosen_run)
 

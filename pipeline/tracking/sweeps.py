@@ -136,6 +136,16 @@ def publish(
         client.log_artifact(parent_id, str(path))
 
 
+def annotate(metrics_by_run: dict[str, dict[str, float]]) -> None:
+    """Metrics on finished child runs: each job gets its configuration's summary over seeds."""
+    client = store.connect()
+    now = int(time.time() * 1000)
+    for run_id, metrics in metrics_by_run.items():
+        client.log_batch(
+            run_id, metrics=[Metric(key, value, now, 0) for key, value in metrics.items()]
+        )
+
+
 def end(parent_id: str, status: str) -> None:
     """End a sweep's parent run FINISHED, FAILED or KILLED."""
     store.connect().set_terminated(parent_id, status)

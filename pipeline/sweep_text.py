@@ -1,0 +1,116 @@
+"""The sweep report's text for people: the summary line, the configurations over their
+seeds (mean ± sd and the 95% interval) and the jobs, as markdown."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline import findings, stats
+from pipeline.tracking import names
+
+ACCURACIES = (
+    names.TRAIN_ACCURACY,
+    names.VAL_ACCURACY,
+    names.TEST_ACCURACY,
+    names.GAP,
+    names.GAP_EVALUATED,
+)
+
+
+def failed(rows: pd.DataFrame) -> int:
+    """How many jobs did not finish."""
+    return int((rows["status"] != "FINISHED").sum())
+
+
+def jobs(rows: pd.DataFrame) -> str:
+    """The jobs' table for people: accuracies in percent, the gap in percentage points."""
+    shown = rows.drop(columns=["run_id"])
+    for metric in ACCURACIES:
+        shown[metric] = (100 * shown[metric]).round(2)
+    shown = shown.rename(
+        columns={
+            names.TRAIN_ACCURACY: "train %",
+            names.VAL_ACCURACY: "val %",
+            names.TEST_ACCURACY: "test %",
+            names.GAP: "gap (points)",
+            names.GAP_EVALUATED: "final model's gap",
+            names.BEST_VAL_LOSS_EPOCH: "lowest val loss at",
+            names.ONSET: "overfits from",
+            names.TEST_LOSS: "test loss",
+            "time_s": "time (s)",
+        }
+    )
+    for column in ("lowest val loss at", "overfits from"):
+        shown[column] = shown[column].astype("Int64")
+    formats = [".4f" if column == "test loss" else ".2f" for column in shown]
+    shown = shown.astype(object).where(shown.notna(), None)  # a failed job's blanks
+    return shown.to_markdown(index=False, floatfmt=formats, missingval="-")
+
+
+def _spread(row: pd.Series, metric: str, scale: float, digits: int, unit: str = "") -> str:
+    """`98.03% ± 0.05 (97.97 to 98.09)`: mean ± sd (95% interval) over seeds."""
+    mean = row.get(metric + names.MEAN)
+    if mean is None or pd.isna(mean):
+        return "-"
+    text = f"{scale * mean:.{digits}f}{unit}"
+    sd, low = row.get(metric + names.SD), row.get(metric + names.CI_LOW)
+    if sd is not None and pd.notna(sd):
+        text += f" ± {scale * sd:.{digits}f}"
+    if low is not None and pd.notna(low):
+        high = row[metric + names.CI_HIGH]
+        text += f" ({scale * low:.{digits}f} to {scale * high:.{digits}f})"
+    return text
+
+
+def configurations(configurations: pd.DataFrame) -> str:
+    """One row per configuration: mean ± sd (95% interval) over its seeds."""
+    columns = {
+        "val %": (names.VAL_ACCURACY, 100, 2),
+        "test %": (names.TEST_ACCURACY, 100, 2),
+        "gap (points)": (names.GAP, 100, 2),
+        "final model's gap": (findings.GAP, 100, 2),
+        "lowest val loss at": (names.BEST_VAL_LOSS_EPOCH, 1, 1),
+        "overfits from": (names.ONSET, 1, 1),
+    }
+    shown = pd.DataFrame(
+        {"configuration": configurations["configuration"], "seeds": configurations["seeds"]}
+    )
+    for title, (metric, scale, digits) in columns.items():
+        shown[title] = [
+            _spread(row, metric, scale, digits) for _, row in configurations.iterrows()
+        ]
+    return shown.to_markdown(index=False)
+
+
+def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.Best | None) -> str:
+    seeds = configurations["seeds"] if not configurations.empty else pd.Series([0])
+    text = f"{len(rows)} jobs"
+    if seeds.max() > 1:
+        count = (
+            f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()}"
+        )
+        plural = "s" * (len(configurations) != 1)
+        text += f" ({len(configurations)} configuration{plural} x {count} seeds)"
+    text += f", {failed(rows)} failed."
+    if chosen is None:
+        return text
+    row = configurations.loc[configurations["configuration"] == chosen.label].iloc[0]
+    numbers = (
+        f"validation {_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, "
+        f"test {_spread(row, names.TEST_ACCURACY, 100, 2, '%')}"
+    )
+    over = f"mean ± sd (95% interval) over {row['seeds']} seeds"
+    if len(configurations) == 1:
+        spread = f" ({over})" if row["seeds"] > 1 else ""
+        return text + f" {chosen.label.capitalize()}: {numbers}{spread}."
+    if chosen.test is None:
+        return text + (
+            f" Best by validation accuracy: {chosen.label}: {numbers} (one seed each: not "
+            "tested against the others; `replicates=3` would)."
+        )
+    tied = ", ".join(chosen.tied) if chosen.tied else "none"
+    return text + (
+        f" Best by mean validation accuracy: {chosen.label}: {numbers} ({over}). Tied with "
+        f"it, the seeds cannot tell them apart ({chosen.test}, Holm-adjusted, level "
+        f"{stats.ALPHA}): {tied}."
+    )
