@@ -166,7 +166,7 @@ def reproduction(project: Project, reps: int) -> dict:
         run_id = re.search(r"MLflow run ([0-9a-f]{32})", output)[1]  # type: ignore[index]
         wall, _, output = project.python("-m", "pipeline.reproduce", run_id)
         rebuilds.append(wall)
-        verdicts += re.findall(r"^(identical|diverged): ", output, re.MULTILINE)
+        verdicts += re.findall(r"^(identical|equivalent|diverged): ", output, re.MULTILINE)
     return {
         "train_stage_s": median(trains),
         "reproduce_s": median(rebuilds),

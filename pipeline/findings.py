@@ -20,6 +20,7 @@ from pipeline import stats
 from pipeline.tracking import names
 
 SEED = "seed"
+CONFIGURATION = names.CONFIGURATION  # a column of the configurations' table: its label
 GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
 SUMMARIZED = (
     names.VAL_ACCURACY,
@@ -61,7 +62,7 @@ def configurations(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     summarized metric its mean, sd, 95% interval (`_ci_low`, `_ci_high`) and range."""
     out = []
     for values, group in groups(finished(rows), by):
-        row: dict[str, object] = {**values, "configuration": label(values), "seeds": len(group)}
+        row: dict[str, object] = {**values, CONFIGURATION: label(values), "seeds": len(group)}
         for metric in SUMMARIZED:
             present = group[metric].dropna().astype(float).tolist()
             if not present:

@@ -1,9 +1,12 @@
 """Train once more from a recorded config and the raw data, with this checkout's code, and
-write what came out: the weights' digest, the per-epoch history and the environment.
+write what came out: the weights' digest, the per-epoch history, the environment and the
+label it predicts for each test digit.
 
 `python -m pipeline.rebuild CONFIG RAW OUT`. `pipeline.reproduce` runs it in a worktree at a
 run's commit, so the code that trains again is the code that trained the run; its arguments
-and its JSON are the contract between the two, kept as they are. No MLflow here.
+and its JSON are the contract between the two: keys are only ever added (`test_predicted`
+came later; `reproduce` reads a JSON without it and says what it could not test). No MLflow
+here.
 """
 
 from __future__ import annotations
@@ -16,19 +19,27 @@ import yaml
 
 from pipeline import config, entry, files, overfitting, preprocess, provenance
 
+# As evaluate predicts (evaluate.PREDICT_BATCH), so that the same weights give the labels the
+# run's predictions.csv holds.
+PREDICT_BATCH = 1024
+
 
 def rebuild(cfg: config.Config, raw: Path) -> dict:
-    """Prepare `raw` as the preprocess stage does, train as the train stage does."""
+    """Prepare `raw` as the preprocess stage does, train as the train stage does, predict the
+    test digits as evaluate does: where the bits differ from the run's, `reproduce` tests
+    whether those predictions do."""
     from pipeline import engine  # Keras: once the arguments are known to be good
 
     prepared = preprocess.prepare(preprocess.load_npz(raw))
     net, history = engine.train(cfg, prepared["x_train"], prepared["y_train"])
+    proba = net.predict(prepared["x_test"], batch_size=PREDICT_BATCH, verbose=0)
     return {
         "weights_digest": provenance.weights_digest(net.get_weights()),
         "environment": provenance.environment(),
         # The metrics the run logged per epoch: which epoch's weights were kept is in the
         # weights' digest already.
         "history": history.drop(columns=[overfitting.KEPT]).to_dict(orient="records"),
+        "test_predicted": proba.argmax(axis=1).tolist(),
     }
 
 

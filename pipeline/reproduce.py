@@ -1,14 +1,17 @@
 """`python -m pipeline.reproduce RUN`: rebuild a finished run from its record and say whether
-it came out the same, bit for bit.
+it came out the same: bit for bit, or in its results, or neither.
 
 RUN is a run id, `models:/<name>@<alias>` or `models:/<name>/<version>`. The run's code is
 checked out at its commit in a temporary git worktree (its recorded diff applied when it ran
 uncommitted changes); the data comes by its fingerprint (the DVC cache first, then the
-download stage's sources); `pipeline.rebuild`, the run's own, trains with the run's config.
-Then the weights' digest and every per-epoch metric are compared: `identical` (exit 0) or
-`diverged` (exit 1), with each environment fact that differs either way. The reproduction is
-an MLflow run of its own, tagged with the run it rebuilt, which gets the verdict as a tag.
-Nothing else changes: not the working tree, params.yaml, dvc.lock or the registry.
+download stage's sources); `pipeline.rebuild`, the run's own, trains with the run's config
+and predicts the test digits. The weights' digest and every per-epoch metric are compared;
+where they differ, the rebuild's test predictions are tested against the run's
+`predictions.csv`. The verdict (`pipeline.verdict`): `identical` (exit 0), `equivalent`
+(exit 3) or `diverged` (exit 4), with each environment fact that differs either way. The
+reproduction is an MLflow run of its own, tagged with the run it rebuilt, which gets the
+verdict as a tag. Nothing else changes: not the working tree, params.yaml, dvc.lock or the
+registry.
 """
 
 from __future__ import annotations
@@ -27,12 +30,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
+from mlflow.exceptions import MlflowException
 
-from pipeline import PipelineError, config, download, entry, provenance
-from pipeline.tracking import names, readback, record, runs
+from pipeline import PipelineError, config, download, entry, provenance, verdict
+from pipeline.tracking import names, readback, record, runs, store
 
 log = logging.getLogger(__name__)
+
+PREDICTED = "test_predicted"  # rebuild's JSON: the label it predicts for each test digit
 
 
 class ReproduceError(PipelineError):
@@ -165,26 +173,71 @@ def rebuild(
     return json.loads(out.read_text())
 
 
-def compare(history: dict[str, dict[int, float]], digest: str, rebuilt: dict) -> tuple[bool, str]:
-    """Whether the rebuild equals the record, and how it differs first if not."""
-    epochs = {step for steps in history.values() for step in steps}
-    if len(epochs) != len(rebuilt["history"]):
-        return False, f"{len(epochs)} epochs recorded, {len(rebuilt['history'])} rebuilt"
-    for row in rebuilt["history"]:
-        for key, value in row.items():
-            was = history.get(key, {}).get(row["epoch"])
-            if key != "epoch" and was != value:
-                return False, f"epoch {row['epoch']} {key}: {was!r} recorded, {value!r} rebuilt"
-    if digest != rebuilt["weights_digest"]:
+def original_predictions(run: readback.Recorded, scratch: Path) -> pd.DataFrame | str:
+    """The run's test predictions as evaluate logged them (`actual`, `predicted` per test
+    digit), or why they are not there."""
+    name = Path(run.config.get("paths", {}).get("predictions", "predictions.csv")).name
+    try:
+        path = store.connect().download_artifacts(run.run_id, name, str(scratch))
+        return pd.read_csv(path, usecols=["actual", "predicted"])
+    except (MlflowException, OSError):
         return (
-            False,
-            f"weights digest {digest[:12]} recorded, {rebuilt['weights_digest'][:12]} rebuilt",
+            f"run {run.run_id} has no {name} artifact to test the rebuild's predictions "
+            "against (evaluate logs it; this run predates that or was never evaluated)"
         )
-    count = f"{len(epochs)} epoch{'s' * (len(epochs) != 1)}"
-    return True, f"weights digest {digest[:12]} and {count} of {', '.join(sorted(history))} equal"
+    except ValueError as err:  # pandas' errors: not a CSV, or without those columns
+        return f"run {run.run_id}'s {name} cannot be read ({err})"
 
 
-def reproduce(ref: str) -> bool:
+def evidence(
+    run: readback.Recorded, rebuilt: dict, raw: Path, scratch: Path
+) -> tuple[verdict.Evidence | str, dict[str, float]]:
+    """The rebuild's test predictions against the run's, or why they cannot be tested; and
+    what to record of them (the rebuild's test accuracy, the test's p-value)."""
+    with np.load(raw, allow_pickle=False) as arrays:
+        labels = arrays["y_test"]
+    if PREDICTED not in rebuilt:  # a rebuild.py from before it predicted: the contract allows
+        return (
+            f"the rebuild at commit {run.commit[:12]} predicts no test digits (its "
+            "pipeline/rebuild.py predates that)"
+        ), {}
+    predicted = np.asarray(rebuilt[PREDICTED])
+    found: dict[str, float] = {}
+    if predicted.shape == labels.shape:
+        found[names.TEST_ACCURACY] = float(np.mean(predicted == labels))
+    table = original_predictions(run, scratch)
+    if isinstance(table, str):
+        return table, found
+    actual = table["actual"].to_numpy()
+    if len(actual) == len(labels) and not np.array_equal(actual, labels):
+        return f"run {run.run_id}'s predictions are not of this data's test digits", found
+    weighed = verdict.weigh(labels, table["predicted"].to_numpy(), predicted)
+    if isinstance(weighed, verdict.Evidence):
+        found[names.MCNEMAR_P_VALUE] = weighed.test.p_value
+    return weighed, found
+
+
+def judged(
+    run: readback.Recorded, rebuilt: dict, raw: Path, scratch: Path, took: float
+) -> verdict.Verdict:
+    """The verdict on `rebuilt`, recorded with it in the open reproduction run."""
+    record.document(run.config, record.CONFIG_ARTIFACT)
+    record.environment(rebuilt["environment"])
+    record.weights(rebuilt["weights_digest"])
+    for row in rebuilt["history"]:
+        record.epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+    keys = sorted(k for k in rebuilt["history"][0] if k != "epoch")
+    same, difference = verdict.compare(
+        run.history(keys), run.weights_digest, rebuilt["history"], rebuilt["weights_digest"]
+    )
+    weighed, measured = evidence(run, rebuilt, raw, scratch)
+    outcome = verdict.judge(same, difference, weighed)
+    record.metrics({"rebuild_s": took} | measured)
+    record.tags({names.VERDICT: outcome.name})
+    return outcome
+
+
+def reproduce(ref: str) -> verdict.Verdict:
     """Rebuild the run `ref` names, record the reproduction, print the verdict."""
     run = readback.read(readback.find(ref))
     require_commit(run)
@@ -202,34 +255,34 @@ def reproduce(ref: str) -> bool:
             with worktree(run, scratch) as tree:
                 rebuilt = rebuild(tree, run, raw, scratch, env)
             took = time.perf_counter() - started
-            record.document(run.config, record.CONFIG_ARTIFACT)
-            record.environment(rebuilt["environment"])
-            record.weights(rebuilt["weights_digest"])
-            for row in rebuilt["history"]:
-                record.epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
-            keys = sorted(k for k in rebuilt["history"][0] if k != "epoch")
-            same, detail = compare(run.history(keys), run.weights_digest, rebuilt)
-            verdict = "identical" if same else "diverged"
-            record.metrics({"rebuild_s": took})
-            record.tags({names.VERDICT: verdict})
-        run.note(verdict, reproduction)
+            outcome = judged(run, rebuilt, raw, scratch, took)
+        run.note(outcome.name, reproduction)
     changed = provenance.differences(run.environment, rebuilt["environment"])
     print(  # noqa: T201 (the verdict is the command's output)
-        f"{verdict}: run {run.run_id} rebuilt from {source} in {took:.1f} s: {detail}\n"
+        f"{outcome.name}: run {run.run_id} rebuilt from {source} in {took:.1f} s: "
+        f"{outcome.detail}\n"
         + ("environment differs: " + "; ".join(changed) if changed else "environment: the same")
     )
-    return same
+    return outcome
+
+
+EXIT_STATUS = """exit status: 0 identical (the same bits), 3 equivalent (other bits, results that
+do not differ significantly on the test digits), 4 diverged (otherwise, or untestable),
+1 an error, 2 a bad command line"""
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.reproduce",
-        description="Rebuild a run from its record: is it bit for bit the same?",
+        description="Rebuild a run from its record: is it the same, bit for bit or in effect?",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run", help=readback.FORMS)
     args = parser.parse_args(argv)
-    if not reproduce(args.run):
-        sys.exit(1)
+    code = reproduce(args.run).exit_code
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,15 @@ def summary(rows: pd.DataFrame, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def _curves(losses: dict[str, list[float]], run_ids: pd.Series) -> np.ndarray:
+    """The runs' validation loss per epoch as rows, NaN past a run's end (early stopping)."""
+    found = [losses[str(run_id)] for run_id in run_ids]
+    curves = np.full((len(found), max(map(len, found))), np.nan)
+    for row, curve in zip(curves, found, strict=True):
+        row[: len(curve)] = curve
+    return curves
+
+
 def validation_curves(
     rows: pd.DataFrame, by: list[str], losses: dict[str, list[float]], path: Path
 ) -> None:
@@ -72,35 +81,25 @@ def validation_curves(
     # A shorter job of the same seed is the start of a longer one: the longest of each
     # configuration but the epochs has seen the most of the curve.
     for values, group in findings.groups(done, [k for k in by if k != "epochs"]):
-        longest = group[group["epochs"] == group["epochs"].max()]
-        found = [losses[str(run_id)] for run_id in longest["run_id"]]
-        curves = np.full((len(found), max(map(len, found))), np.nan)  # early stops end sooner
-        for row, curve in zip(curves, found, strict=True):
-            row[: len(curve)] = curve
+        curves = _curves(losses, group.loc[group["epochs"] == group["epochs"].max(), "run_id"])
         epochs = np.arange(1, curves.shape[1] + 1)
         mean = np.nanmean(curves, axis=0)
         seeds = len(curves)
         name = findings.label(values) + (f" ({seeds} seeds)" if seeds > 1 else "")
         (line,) = axes.plot(epochs, mean, "-", label=name)
         if seeds > 1:
-            axes.fill_between(
-                epochs,
-                np.nanmin(curves, axis=0),
-                np.nanmax(curves, axis=0),
-                color=line.get_color(),
-                alpha=0.2,
-            )
+            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+            axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
         onset = overfitting.onset(mean.tolist())
         if onset is not None:
             axes.plot(onset, mean[onset - 1], "x", color=line.get_color(), markersize=10)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(
-        title="Validation loss per epoch: mean over seeds, band their range "
+    axes.set(xlabel="epoch", ylabel="cross-entropy")
+    axes.set_title(
+        "Validation loss per epoch: mean over seeds, band their range "
         "(x: where overfitting starts)",
-        xlabel="epoch",
-        ylabel="cross-entropy",
+        fontsize=10,
     )
-    axes.title.set_fontsize(10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.savefig(path, dpi=110)

@@ -125,7 +125,7 @@ def _parent_metrics(
     metrics["configurations"] = float(len(configurations))
     if best is None:
         return metrics
-    row = configurations.loc[configurations["configuration"] == best.label].iloc[0]
+    row = configurations.loc[configurations[findings.CONFIGURATION] == best.label].iloc[0]
     metrics |= {
         names.BEST_VAL_ACCURACY: float(row[names.VAL_ACCURACY + names.MEAN]),
         names.BEST_TEST_ACCURACY: float(row[names.TEST_ACCURACY + names.MEAN]),
@@ -148,7 +148,7 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
     rows.to_csv(output / CSV, index=False)
     configurations.to_csv(output / CONFIGURATIONS, index=False)
     summaries = {
-        row["configuration"]: {"seeds": int(row["seeds"])} | _summaries(row)
+        row[findings.CONFIGURATION]: {"seeds": int(row["seeds"])} | _summaries(row)
         for _, row in configurations.iterrows()
     }
     files.write_text(output / METRICS_JSON, json.dumps(summaries, indent=2) + "\n")

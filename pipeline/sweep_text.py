@@ -73,7 +73,10 @@ def configurations(configurations: pd.DataFrame) -> str:
         "overfits from": (names.ONSET, 1, 1),
     }
     shown = pd.DataFrame(
-        {"configuration": configurations["configuration"], "seeds": configurations["seeds"]}
+        {
+            findings.CONFIGURATION: configurations[findings.CONFIGURATION],
+            "seeds": configurations["seeds"],
+        }
     )
     for title, (metric, scale, digits) in columns.items():
         shown[title] = [
@@ -94,7 +97,7 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
     text += f", {failed(rows)} failed."
     if chosen is None:
         return text
-    row = configurations.loc[configurations["configuration"] == chosen.label].iloc[0]
+    row = configurations.loc[configurations[findings.CONFIGURATION] == chosen.label].iloc[0]
     numbers = (
         f"validation {_spread(row, names.VAL_ACCURACY, 100, 2, '%')}, "
         f"test {_spread(row, names.TEST_ACCURACY, 100, 2, '%')}"

@@ -69,10 +69,17 @@ def tiny_data() -> tuple[np.ndarray, np.ndarray]:
 def project(tmp_path_factory) -> Project:
     """This project's files in a fresh git repo, after `dvc exp run -S train.epochs=1` on real
     MNIST (from MNIST_SOURCE when set): trained once a session. The UI test reads it as it is;
-    a test that changes it works in a copy of its own (`project.copy_to`, test_e2e's `lab`)."""
+    a test that changes it works in a copy of its own (`project.copy_to`, the `lab` fixture)."""
     proj = Project.copy(tmp_path_factory.mktemp("e2e") / "project")
     proj.output = proj.sh("dvc", "exp", "run", "-S", "train.epochs=1")
     return proj
+
+
+@pytest.fixture
+def lab(project, tmp_path) -> Project:
+    """This test's own copy of the session's trained project (its one run, whose model is
+    version 1 and the champion): the tests run in any order, or alone."""
+    return project.copy_to(tmp_path / "project")
 
 
 @pytest.fixture

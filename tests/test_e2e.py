@@ -11,7 +11,6 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -26,13 +25,6 @@ from .helpers.project import Project, sh
 
 pytestmark = pytest.mark.e2e
 STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
-
-
-@pytest.fixture
-def lab(project, tmp_path) -> Project:
-    """A copy of the session's trained project (its one run, whose model is the champion),
-    this test's own to change."""
-    return project.copy_to(tmp_path / "project")
 
 
 def _ran(output: str) -> set[str]:
@@ -206,58 +198,6 @@ def _ids(runs) -> list[str]:
 
 def _sweep_children(runs, parent):
     return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-
-
-def test_a_replicated_sweep_is_grouped_as_configurations_and_registers_one_version(lab):
-    lock = (lab.path / "dvc.lock").read_text()
-    client, before = lab.runs()
-    versions = len(client.search_model_versions("name = 'mnist-dense'"))
-    output = lab.sh(
-        sys.executable,
-        "-m",
-        "pipeline.sweep",
-        "-m",
-        "replicates=3",
-        "train.epochs=1",
-        "train.batch_size=256,512",
-    )
-    assert _ran(output) == set(), "the sweep prepared the data again"
-    assert (lab.path / "dvc.lock").read_text() == lock
-    _, runs = lab.runs()
-    runs = [r for r in runs if r.info.run_id not in _ids(before)]
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
-    children = _sweep_children(runs, parent)
-    assert sorted(
-        (r.data.params["train.batch_size"], r.data.params["train.seed"]) for r in children
-    ) == [(batch, seed) for batch in ("256", "512") for seed in ("42", "43", "44")], (
-        "3 seeds from train.seed for each configuration"
-    )
-    by_configuration: dict[str, set[str]] = {}
-    for child in children:
-        assert child.info.status == "FINISHED"
-        assert 0.9 < child.data.metrics["test_accuracy"] < 0.99
-        low, high = (
-            child.data.metrics["test_accuracy_ci_low"],
-            child.data.metrics["test_accuracy_ci_high"],
-        )
-        assert low < child.data.metrics["test_accuracy"] < high
-        by_configuration.setdefault(child.data.tags["configuration"], set()).add(
-            child.data.params["train.batch_size"]
-        )
-    assert sorted(map(sorted, by_configuration.values())) == [["256"], ["512"]]
-    assert parent.data.metrics["configurations"] == 2
-    assert parent.data.metrics["val_accuracy_ci_low"] < parent.data.metrics["val_accuracy_mean"]
-    folder = Path(parent.data.tags["sweep_dir"])
-    assert len(pd.read_csv(folder / "sweep_report.csv")) == 6
-    assert len(pd.read_csv(folder / "sweep_configurations.csv")) == 2
-    text = (folder / "sweep_report.md").read_text()
-    assert text.startswith("6 jobs (2 configurations x 3 seeds), 0 failed.")
-    assert "Welch's t-test" in text
-    after = client.search_model_versions("name = 'mnist-dense'")
-    assert len(after) == versions + 1, "a sweep registers one version, not one per job"
-    (new,) = [v for v in after if v.run_id == parent.data.tags["best_run_id"]]
-    assert new.tags["promotion.decision"] in ("promoted", "kept")
-    assert "validation digits" in new.tags["promotion.line"]
 
 
 def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(lab, tmp_path):

@@ -1,16 +1,19 @@
-"""`python -m pipeline.reproduce`: the comparison, where the data comes from, and each bad
-input as one clear line. Real rebuilds on real MNIST are in test_reproducible.py."""
+"""`python -m pipeline.reproduce`: each verdict's exit status, line, tags and metrics, the
+evidence it cannot find, where the data comes from, and each bad input as one clear line.
+The verdicts' logic is in test_verdict.py; real rebuilds on real MNIST in
+test_reproducible.py."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
+from mlflow import MlflowClient
 
 from pipeline import config, reproduce
 from pipeline.tracking import names, readback, store
 
-from .helpers.tracking import recorded_run
+from .helpers.tracking import get_run, recorded_run
 
 
 def _config(url: str = "file:///nowhere/mnist.npz", **data: str) -> dict:
@@ -42,28 +45,10 @@ def repo(tmp_path, monkeypatch) -> str:
     return head.stdout.strip()
 
 
-def test_identical_only_when_every_epoch_metric_and_the_weights_match():
-    history = {"loss": {1: 0.5, 2: 0.25}, "val_loss": {1: 0.6, 2: 0.4}}
-    rows = [
-        {"epoch": 1, "loss": 0.5, "val_loss": 0.6},
-        {"epoch": 2, "loss": 0.25, "val_loss": 0.4},
-    ]
-    rebuilt = {"weights_digest": "a" * 64, "history": rows}
-    assert reproduce.compare(history, "a" * 64, rebuilt) == (
-        True,
-        f"weights digest {'a' * 12} and 2 epochs of loss, val_loss equal",
-    )
-    off = {**rebuilt, "history": [rows[0], {**rows[1], "val_loss": 0.4000000000000001}]}
-    assert reproduce.compare(history, "a" * 64, off) == (
-        False,
-        "epoch 2 val_loss: 0.4 recorded, 0.4000000000000001 rebuilt",
-    )
-    assert reproduce.compare(history, "b" * 64, rebuilt) == (
-        False,
-        f"weights digest {'b' * 12} recorded, {'a' * 12} rebuilt",
-    )
-    shorter = {**rebuilt, "history": rows[:1]}
-    assert reproduce.compare(history, "a" * 64, shorter) == (False, "2 epochs recorded, 1 rebuilt")
+def test_rebuild_predicts_in_batches_as_evaluate_does():
+    from pipeline import evaluate, rebuild  # evaluate imports Keras: only this test pays
+
+    assert rebuild.PREDICT_BATCH == evaluate.PREDICT_BATCH
 
 
 @pytest.mark.parametrize(
@@ -134,3 +119,155 @@ def test_the_data_comes_from_mnist_source_by_its_fingerprint(repo, mnist, monkey
     found = reproduce.find_data(run, tmp_path / "scratch")
     assert found == tmp_path / "scratch" / "mnist.npz"
     assert found.read_bytes() == mnist.path.read_bytes()
+
+
+PREDICTIONS = "index,actual,predicted,probability\n0,1,1,0.9\n1,2,2,0.8\n2,8,8,0.7\n"
+
+
+@pytest.fixture
+def finished(repo, mnist, monkeypatch) -> str:
+    """A finished run of the repo's commit on the synthetic MNIST (test labels 1, 2, 8), one
+    epoch of `loss` and the weights digest 0...0, that evaluate saw predict all three right."""
+    monkeypatch.setenv("MNIST_SOURCE", str(mnist.path))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as entry.run sets it
+    plain = _config(sha256=mnist.sha256, fingerprint=mnist.fingerprint)
+    run_id = recorded_run(_provenance(repo, mnist.fingerprint), plain)
+    client = MlflowClient(store.uri())
+    client.log_metric(run_id, "loss", 0.5, step=1)
+    client.log_text(run_id, PREDICTIONS, "predictions.csv")
+    return run_id
+
+
+def _rebuilding(monkeypatch, digest: str, **predicted: list[int]) -> None:
+    """`reproduce.rebuild` answers as a rebuild.py would, at once: the digest, one epoch of
+    loss 0.5, the same environment and (given `test_predicted`) the predicted labels."""
+    rebuilt = {
+        "weights_digest": digest,
+        "environment": {"python": "3.11.7"},
+        "history": [{"epoch": 1, "loss": 0.5}],
+        **predicted,
+    }
+    monkeypatch.setattr(reproduce, "rebuild", lambda *args: rebuilt)
+
+
+def _printed(capsys) -> str:
+    """The verdict's two lines from what the command printed (MLflow's own log lines can
+    follow it into the test's captured stdout)."""
+    return "".join(capsys.readouterr().out.splitlines(keepends=True)[:2])
+
+
+def _main(run_id: str) -> int:
+    """`python -m pipeline.reproduce RUN`'s exit status."""
+    try:
+        reproduce.main([run_id])
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("digest", "predicted", "status", "detail", "p_value"),
+    [
+        ("0" * 64, [1, 2, 8], 0, "weights digest 000000000000 and 1 epoch of loss equal", 1.0),
+        (
+            "1" * 64,
+            [1, 2, 3],
+            3,
+            "the bits differ (weights digest 000000000000 recorded, 111111111111 rebuilt); test "
+            "accuracy 66.67% against 100.00% (95% interval 43.85 to 100.00), exact McNemar on "
+            "3 test digits (0 right in the rebuild alone, 1 in the original alone) p = 1.00",
+            1.0,
+        ),
+        (
+            "1" * 64,
+            [0, 0, 0],
+            4,
+            "the bits differ (weights digest 000000000000 recorded, 111111111111 rebuilt); test "
+            "accuracy 0.00% against 100.00% (95% interval 43.85 to 100.00), exact McNemar on 3 "
+            "test digits (0 right in the rebuild alone, 3 in the original alone) p = 0.25: the "
+            "rebuild's accuracy is outside the original's interval",
+            0.25,
+        ),
+    ],
+    ids=["identical", "equivalent", "diverged"],
+)
+def test_each_verdict_has_its_exit_status_line_tags_and_metrics(
+    finished, monkeypatch, capsys, digest, predicted, status, detail, p_value
+):
+    _rebuilding(monkeypatch, digest, test_predicted=predicted)
+
+    assert _main(finished) == status
+
+    out = _printed(capsys)
+    name = {0: "identical", 3: "equivalent", 4: "diverged"}[status]
+    assert out.startswith(f"{name}: run {finished} rebuilt from commit ")
+    assert out.endswith(f": {detail}\nenvironment: the same\n")
+    original = get_run(finished).data.tags
+    assert original[names.VERDICT] == name
+    reproduction = get_run(original[names.REPRODUCED_BY]).data
+    assert reproduction.tags[names.VERDICT] == name
+    accuracy = sum(a == b for a, b in zip(predicted, [1, 2, 8], strict=True)) / 3
+    assert reproduction.metrics[reproduce.P_VALUE] == p_value
+    assert reproduction.metrics[names.TEST_ACCURACY] == accuracy
+
+
+def test_a_rebuild_py_from_before_predictions_diverges_untested(finished, monkeypatch, capsys):
+    _rebuilding(monkeypatch, "1" * 64)  # its JSON has no test_predicted: an older commit's
+
+    assert _main(finished) == 4
+
+    commit = get_run(finished).data.tags[names.COMMIT]
+    assert _printed(capsys).endswith(
+        f"rebuilt); equivalence untested: the rebuild at commit {commit[:12]} predicts no test "
+        "digits (its pipeline/rebuild.py predates that)\nenvironment: the same\n"
+    )
+    reproduction = get_run(get_run(finished).data.tags[names.REPRODUCED_BY]).data
+    assert reproduction.tags[names.VERDICT] == "diverged"
+    assert reproduce.P_VALUE not in reproduction.metrics
+    assert names.TEST_ACCURACY not in reproduction.metrics
+
+
+def test_a_run_without_predictions_diverges_untested(repo, mnist, monkeypatch, capsys):
+    monkeypatch.setenv("MNIST_SOURCE", str(mnist.path))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    plain = _config(sha256=mnist.sha256, fingerprint=mnist.fingerprint)
+    run_id = recorded_run(_provenance(repo, mnist.fingerprint), plain)  # no predictions.csv
+    MlflowClient(store.uri()).log_metric(run_id, "loss", 0.5, step=1)
+    _rebuilding(monkeypatch, "1" * 64, test_predicted=[1, 2, 3])
+
+    assert _main(run_id) == 4
+
+    assert _printed(capsys).endswith(
+        f"rebuilt); equivalence untested: run {run_id} has no predictions.csv artifact to test "
+        "the rebuild's predictions against (evaluate logs it; this run predates that or was "
+        "never evaluated)\nenvironment: the same\n"
+    )
+    reproduction = get_run(get_run(run_id).data.tags[names.REPRODUCED_BY]).data
+    assert reproduce.P_VALUE not in reproduction.metrics
+    assert reproduction.metrics[names.TEST_ACCURACY] == 2 / 3  # the rebuild's, all the same
+
+
+def test_predictions_of_other_digits_are_not_compared(finished, monkeypatch, capsys):
+    MlflowClient(store.uri()).log_text(
+        finished, PREDICTIONS.replace(",8,8,", ",7,7,"), "predictions.csv"
+    )
+    _rebuilding(monkeypatch, "1" * 64, test_predicted=[1, 2, 8])
+
+    assert _main(finished) == 4
+
+    assert (
+        f"equivalence untested: run {finished}'s predictions are not of this data's test "
+        "digits\n" in _printed(capsys)
+    )
+
+
+def test_help_names_every_exit_status(capsys):
+    with pytest.raises(SystemExit) as done:
+        reproduce.main(["--help"])
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        "exit status: 0 identical (the same bits), 3 equivalent (other bits, results that do "
+        "not differ significantly on the test digits), 4 diverged (otherwise, or untestable), "
+        "1 an error, 2 a bad command line" in shown
+    )

@@ -20,7 +20,7 @@ CONFIGURATION = "configuration"  # every param but the seed, as a short digest: 
 
 # Tags `reproduce` sets
 REPRODUCES = "reproduces"  # on a reproduction: the run it rebuilt
-VERDICT = "reproduced"  # on the original: identical or diverged
+VERDICT = "reproduced"  # on the original and the reproduction: identical, equivalent, diverged
 REPRODUCED_BY = "reproduced_by"  # on the original: the reproduction's run id
 
 # Tags of a sweep
@@ -49,6 +49,9 @@ EPOCHS_TRAINED, KEPT_EPOCH = "epochs_trained", "kept_epoch"
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 # Over a configuration's replicates (a sweep's parent run): `val_accuracy_mean`, `..._sd`, ...
 MEAN, SD = "_mean", "_sd"
+
+# Metrics of a reproduction: the equivalence test's p-value (exact McNemar on the test digits)
+MCNEMAR_P_VALUE = "mcnemar_p_value"
 
 # Metrics of a sweep's parent run
 BEST_VAL_ACCURACY, BEST_TEST_ACCURACY = "best_val_accuracy", "best_test_accuracy"
