@@ -1,10 +1,12 @@
 """A run's pictures: learning curves with the overfitting gap, the confusion matrix, and the
 test digits the model got wrong. Pure matplotlib (no pyplot, no display); the evaluate stage
-saves them as PNGs for DVC (`dvc plots show`) and logs them in the run for the MLflow UI.
+saves them as PNGs for DVC (`dvc plots show`) and logs them in the run for the MLflow UI. The
+same inputs give the same bytes: nothing dated is drawn or written in the PNG's metadata.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pipeline import files
+from pipeline import files, stats
 from pipeline.tracking import names
 
 LEARNING_CURVES = "learning_curves.png"
@@ -25,11 +27,24 @@ CURVES_MARGINS = {"left": 0.06, "right": 0.99, "bottom": 0.12, "top": 0.92, "wsp
 CONFUSION_MARGINS = {"left": 0.1, "right": 0.98, "bottom": 0.1, "top": 0.93}
 
 
-def learning_curves(history: pd.DataFrame, located: dict | None = None) -> Figure:
+@dataclass(frozen=True)
+class Tested:
+    """The test accuracy of the weights the run kept, its interval over the test digits, and
+    the epoch those weights are from."""
+
+    epoch: int
+    accuracy: float
+    interval: stats.Interval
+
+
+def learning_curves(
+    history: pd.DataFrame, located: dict | None = None, tested: Tested | None = None
+) -> Figure:
     """Accuracy and loss per epoch, training against validation, the gap shaded; the best
     epoch by validation loss as a line, and the epochs from the onset of overfitting shaded
-    (`located`: `evaluate.located`'s). Training is the model measured at each epoch's end
-    where the run did (`train_sample_*`), beside Keras' running mean over the epoch."""
+    (`located`: `evaluate.located`'s); the test accuracy with its interval at the kept epoch.
+    Training is the model measured at each epoch's end where the run did (`train_sample_*`),
+    beside Keras' running mean over the epoch."""
     figure = Figure(figsize=(11, 4))
     accuracy, loss = figure.subplots(1, 2, gridspec_kw=CURVES_MARGINS)
     epochs = history["epoch"]
@@ -53,6 +68,8 @@ def learning_curves(history: pd.DataFrame, located: dict | None = None) -> Figur
         )
         loss.plot(epochs, history["val_loss"], "o-", label="validation")
         _mark(loss, located or {}, int(epochs.iloc[-1]))
+    if tested is not None:
+        _test(accuracy, tested)
     accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
     loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     for axes in (accuracy, loss):
@@ -74,6 +91,24 @@ def _train(accuracy: Axes, loss: Axes, history: pd.DataFrame) -> pd.Series:
         for axes, key, scale in ((accuracy, "accuracy", 100), (loss, "loss", 1)):
             axes.plot(epochs, scale * history[key], ":", color="grey", label="train, running mean")
     return train_accuracy
+
+
+def _test(axes: Axes, tested: Tested) -> None:
+    """The test accuracy as a point, its interval as an error bar: how far another draw of
+    as many test digits could move it."""
+    # never below 0: matplotlib refuses a negative bar, and an interval at 0% or 100% can
+    # miss its accuracy by a rounding
+    below = max(0.0, 100 * (tested.accuracy - tested.interval.low))
+    above = max(0.0, 100 * (tested.interval.high - tested.accuracy))
+    axes.errorbar(
+        [tested.epoch],
+        [100 * tested.accuracy],
+        yerr=[[below], [above]],
+        fmt="D",
+        color="black",
+        capsize=4,
+        label=f"test ({100 * tested.interval.level:.0f}% interval)",
+    )
 
 
 def _mark(axes: Axes, located: dict, last: int) -> None:
@@ -175,11 +210,12 @@ def save_all(
     labels: np.ndarray,
     proba: np.ndarray,
     located: dict | None = None,
+    tested: Tested | None = None,
 ) -> list[Path]:
     """Write the three PNGs into `folder`; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     figures = {
-        LEARNING_CURVES: learning_curves(history, located),
+        LEARNING_CURVES: learning_curves(history, located, tested),
         CONFUSION: confusion(matrix),
         MISCLASSIFIED: misclassified(images, labels, proba),
     }

@@ -53,6 +53,8 @@ def proportion(correct: int, total: int, level: float = LEVEL) -> Interval:
     if total <= 0 or not 0 <= correct <= total:
         raise ValueError(f"{correct} correct of {total}: need 0 <= correct <= total, total > 0")
     low, high = proportion_confint(correct, total, alpha=1 - level, method="wilson")
+    # exactly 0 and 1 at the ends, where rounding can leave the accuracy itself outside
+    low, high = (0.0 if correct == 0 else low), (1.0 if correct == total else high)
     return Interval(float(low), float(high), level)
 
 
@@ -78,7 +80,8 @@ def spread(values: Sequence[float], level: float = LEVEL) -> Spread:
     mean = float(x.mean())
     if x.size < 2:
         return Spread(1, mean, None, None, None, mean, mean)
-    sd = float(x.std(ddof=1))
+    # all equal: their std() can come out as 1e-16 rather than 0 (0.97 * 3 / 3 != 0.97)
+    sd = float(x.std(ddof=1)) if np.ptp(x) else 0.0
     if sd == 0:
         low = high = mean
     else:
@@ -140,7 +143,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Test:
             "ask for replicates=2 or more"
         )
     effect = float(y.mean() - x.mean())
-    if x.std() == 0 and y.std() == 0:
+    if np.ptp(x) == 0 and np.ptp(y) == 0:  # not std(): equal floats can give 1e-16
         p_value = 1.0 if effect == 0 else 0.0
     else:
         p_value = float(scipy_stats.ttest_ind(y, x, equal_var=False).pvalue)
@@ -169,6 +172,10 @@ def seeds_needed(
     except (ValueError, RuntimeError):
         return None
     n = float(np.asarray(n).item())
+    if math.isnan(n) and effect > 1:
+        # statsmodels searches from 2 seeds up and fails where fewer would do (d above about
+        # 6); d = 1 needs 17, so a failure above it is on that side
+        return 2
     if math.isnan(n) or n > MAX_SEEDS:
         return None
     return max(2, math.ceil(n))

@@ -3,8 +3,9 @@
 A thin layer over the training engine (`pipeline.engine`): `run(cfg, paths)` reads the
 prepared arrays, trains through the engine with the checkpoint cache, writes the model, the
 history CSV (a DVC plot) and the environment it ran in, and records them in the open MLflow
-run with the weights' digest, then logs and registers the model. `main()` opens a new run for
-it, which evaluate later adds to; a sweep job (`pipeline.sweep`) opens a child run.
+run with the weights' digest, then logs the model and registers it (`@champion` only on
+evidence: `pipeline.tracking.promotion`). `main()` opens a new run for it, which evaluate
+later adds to; a sweep job (`pipeline.sweep`) opens a child run and registers nothing.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from pipeline.tracking import names, record, registry, runs, store
 log = logging.getLogger(__name__)
 
 
-def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.DataFrame, str]:
+def run(
+    cfg: config.Config, paths: config.PathsConfig, register: bool = True
+) -> tuple[keras.Model, pd.DataFrame, str]:
     """In the open MLflow run: log the config, the data and the environment, train, write the
-    model, its history and the environment to `paths`, log them with the weights' digest;
-    return the model, its history and its `models:/` URI."""
+    model, its history and the environment to `paths`, log them with the weights' digest and
+    the model; register it (`register_version`) unless `register` is False (a sweep's jobs:
+    the sweep registers one of them). Return the model, its history and its URI."""
     prepared = Path(paths.prepared)
     x, y = preprocess.load_split(prepared, "train")
     meta = preprocess.read_meta(prepared)
@@ -64,12 +68,15 @@ def run(cfg: config.Config, paths: config.PathsConfig) -> tuple[keras.Model, pd.
     files.write_text(Path(paths.history), history.to_csv(index=False))
     files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
     record.artifacts([Path(paths.history)])
-    return net, history, register(cfg, net, history)
-
-
-def register(cfg: config.Config, net: keras.Model, history: pd.DataFrame) -> str:
-    """Log the model in the open run and register it, @champion if it wins; its URI."""
     model_uri = registry.log_model(net)
+    val_accuracy = _final_accuracies(history)
+    if register:
+        register_version(cfg, paths, net, model_uri, val_accuracy)
+    return net, history, model_uri
+
+
+def _final_accuracies(history: pd.DataFrame) -> float | None:
+    """Log the kept epoch's training and validation accuracy; return the validation one."""
     final = overfitting.kept(history)
     val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
     log.info(
@@ -77,16 +84,29 @@ def register(cfg: config.Config, net: keras.Model, history: pd.DataFrame) -> str
         100 * final["accuracy"],
         "" if val_accuracy is None else f", validation {100 * val_accuracy:.2f}%",
     )
+    return val_accuracy
+
+
+def register_version(
+    cfg: config.Config,
+    paths: config.PathsConfig,
+    net: keras.Model,
+    model_uri: str,
+    val_accuracy: float | None,
+) -> registry.Decision:
+    """Register the logged model as a new version; it takes @champion only if it beats the
+    champion significantly on the validation digits both saw (`registry.register`)."""
     name = cfg.tracking.registered_model
-    version, champion = registry.register(name, model_uri, val_accuracy)
-    if champion:
-        verdict = f"now @{registry.CHAMPION}"
-    elif val_accuracy is None:
-        verdict = "no validation accuracy, so never the champion"
-    else:
-        verdict = f"@{registry.CHAMPION} stays on a version at least as good on validation"
-    log.info("registered as %s version %d: %s", name, version, verdict)
-    return model_uri
+    decision = registry.register(
+        name,
+        model_uri,
+        net=net,
+        validation=registry.validation(Path(paths.prepared), cfg.train.validation_split),
+        level=cfg.tracking.promotion_level,
+        val_accuracy=val_accuracy,
+    )
+    log.info("registered as %s version %d: %s", name, decision.version, decision.line)
+    return decision
 
 
 def write_record(path: Path, run_id: str, model_uri: str) -> None:
@@ -98,6 +118,13 @@ def write_record(path: Path, run_id: str, model_uri: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     entry.parser("pipeline.train", __doc__).parse_args(argv)
     cfg = config.load()
+    if cfg.replicates > 1:
+        raise config.ConfigError(
+            f"replicates={cfg.replicates}: a training is one seed; replicates are a sweep's: "
+            f"python -m pipeline.sweep -m replicates={cfg.replicates}, or "
+            f"dvc exp run --queue -S 'train.seed=range({cfg.train.seed},"
+            f"{cfg.train.seed + cfg.replicates})'"
+        )
     # No file links the outputs to the run: they would differ on every run. Evaluate finds
     # the run by the weights' digest.
     with runs.start(cfg.tracking.experiment, tags={names.STAGE: "train"}) as run_id:

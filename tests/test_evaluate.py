@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import config, engine, evaluate, model, plots, preprocess
+from pipeline import PipelineError, config, engine, evaluate, model, plots, preprocess, stats
 from pipeline.tracking import runs, store
 
 
@@ -43,6 +44,24 @@ def test_summarize_gives_the_notebooks_gap_and_per_class_accuracy():
     assert metrics["per_class_accuracy"]["1"] == 0.5 and metrics["per_class_accuracy"]["7"] == 1
     assert metrics["per_class_accuracy"]["0"] == 0  # no test digit of that class
     assert matrix.sum() == 4 and matrix[1, 3] == 1
+
+
+def test_the_test_accuracy_comes_with_its_95_percent_interval_over_the_test_digits():
+    labels = np.arange(10_000) % 10
+    proba = np.eye(10)[labels]
+    proba[:210] = np.eye(10)[(labels[:210] + 1) % 10]  # 210 wrong: 97.90% right
+    metrics, _ = evaluate.summarize(proba, labels, train_accuracy=0.99)
+    low, high = metrics["test_accuracy_ci_low"], metrics["test_accuracy_ci_high"]
+    assert low < metrics["test_accuracy"] == 0.979 < high
+    assert 100 * (high - low) / 2 == pytest.approx(0.28, abs=0.01)  # ± 0.28 points
+    assert 0.2 < 100 * (high - 0.979) < 100 * (0.979 - low) < 0.35  # Wilson's leans to 50%
+
+
+def test_the_validation_digits_are_the_ones_keras_did_not_train_on():
+    assert evaluate.validation_digits(60_000, 0.2) == 12_000
+    assert evaluate.validation_digits(4, 0.25) == 1
+    with pytest.raises(PipelineError, match=r"validation_split=0.0 leaves none of the 4 training"):
+        evaluate.validation_digits(4, 0.0)
 
 
 def test_predictions_table_has_one_row_per_digit():
@@ -94,3 +113,25 @@ def test_evaluate_logs_its_pictures_and_a_picture_that_fails_fails_it(
         with runs.start("exp") as failed:
             evaluate.run(paths, net, history, tiny_cfg.train.validation_split)
     assert client.get_run(failed).info.status == "FAILED"
+
+
+def test_a_run_reports_its_accuracies_with_their_intervals(tmp_path, tiny_cfg, mnist, caplog):
+    paths, net, history = _evaluated(tmp_path, tiny_cfg, mnist.arrays)
+    with caplog.at_level(logging.INFO, logger=evaluate.__name__), runs.start("exp") as run_id:
+        evaluate.run(paths, net, history, tiny_cfg.train.validation_split)
+    written = json.loads(Path(paths.metrics).read_text())
+    logged = MlflowClient(store.uri()).get_run(run_id).data.metrics
+    digits = {"test_accuracy": len(mnist.arrays["y_test"]), "val_accuracy": 1}  # 1 of 4
+    for metric, total in digits.items():
+        low, high = written[metric + "_ci_low"], written[metric + "_ci_high"]
+        assert low <= written[metric] <= high and high - low > 0.1  # few digits: wide
+        expected = stats.proportion(round(written[metric] * total), total)
+        assert (low, high) == pytest.approx((expected.low, expected.high))
+        assert logged[metric + "_ci_low"] == low and logged[metric + "_ci_high"] == high
+    said = " ".join(caplog.messages)
+    for label, metric in (("test", "test_accuracy"), ("validation", "val_accuracy")):
+        low, high = (100 * written[metric + suffix] for suffix in ("_ci_low", "_ci_high"))
+        assert (
+            f"{label} accuracy {100 * written[metric]:.2f}% "
+            f"(95% interval {low:.2f} to {high:.2f})" in said
+        )

@@ -3,10 +3,24 @@ misclassified digits), against hand-made cases."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from pipeline import evaluate, plots
+from pipeline import evaluate, plots, stats
+
+HISTORY = pd.DataFrame(
+    {
+        "epoch": [1, 2],
+        "accuracy": [0.9, 0.99],
+        "loss": [0.3, 0.1],
+        "val_accuracy": [0.92, 0.97],
+        "val_loss": [0.25, 0.12],
+        "train_val_gap": [-0.02, 0.02],
+    }
+)
 
 
 def test_misclassified_shows_each_wrong_digit_with_truth_and_answer():
@@ -28,17 +42,7 @@ def test_misclassified_shows_each_wrong_digit_with_truth_and_answer():
 
 
 def test_learning_curves_mark_the_final_gap():
-    history = pd.DataFrame(
-        {
-            "epoch": [1, 2],
-            "accuracy": [0.9, 0.99],
-            "loss": [0.3, 0.1],
-            "val_accuracy": [0.92, 0.97],
-            "val_loss": [0.25, 0.12],
-            "train_val_gap": [-0.02, 0.02],
-        }
-    )
-    accuracy, loss = plots.learning_curves(history).axes
+    accuracy, loss = plots.learning_curves(HISTORY).axes
     assert [t.get_text() for t in accuracy.texts] == ["gap +2.00 points"]
     assert [line.get_label() for line in loss.lines] == ["train", "validation"]
 
@@ -71,18 +75,47 @@ def test_learning_curves_mark_the_best_epoch_and_shade_from_the_onset():
     assert list(accuracy.lines[0].get_ydata()) == [94, 97, 98, 99]
 
 
-def test_the_pictures_are_written_as_pngs(tmp_path):
+def test_learning_curves_show_the_test_accuracy_with_its_interval_at_the_kept_epoch():
+    interval = stats.proportion(9791, 10_000)  # about 97.91% ± 0.28 points
+    tested = plots.Tested(2, 0.9791, interval)
+    accuracy, loss = plots.learning_curves(HISTORY, tested=tested).axes
+    (bar,) = [c for c in accuracy.containers if c.get_label() == "test (95% interval)"]
+    point, _, (vertical,) = bar.lines
+    assert list(point.get_xdata()) == [2] and list(point.get_ydata()) == [97.91]
+    ((x_low, low), (x_high, high)) = vertical.get_segments()[0]
+    assert x_low == x_high == 2
+    assert (low, high) == pytest.approx((100 * interval.low, 100 * interval.high))
+    assert low < 97.91 < high and high - low < 0.6
+    legend = [text.get_text() for text in accuracy.get_legend().get_texts()]
+    assert "test (95% interval)" in legend
+    assert not loss.containers, "the interval is an accuracy's: the loss panel has none"
+
+
+def _save(folder: Path, tested: plots.Tested | None = None) -> list[Path]:
     history = pd.DataFrame({"epoch": [1], "accuracy": [0.9], "loss": [0.3]})
     labels = np.array([1, 2])
     proba = np.eye(10)[[1, 3]]
-    written = plots.save_all(
-        tmp_path / "plots",
+    return plots.save_all(
+        folder,
         history,
         evaluate.confusion_matrix(labels, proba.argmax(axis=1)),
         np.zeros((2, 784)),
         labels,
         proba,
+        tested=tested,
     )
+
+
+def test_the_same_inputs_draw_the_same_bytes(tmp_path):
+    tested = plots.Tested(1, 0.5, stats.proportion(1, 2))
+    first, again = _save(tmp_path / "a", tested), _save(tmp_path / "b", tested)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+    plain = _save(tmp_path / "c")
+    assert plain[0].read_bytes() != first[0].read_bytes(), "the interval is in the picture"
+
+
+def test_the_pictures_are_written_as_pngs(tmp_path):
+    written = _save(tmp_path / "plots")
     assert [p.name for p in written] == [
         plots.LEARNING_CURVES,
         plots.CONFUSION,

@@ -207,7 +207,7 @@ def test_each_verdict_has_its_exit_status_line_tags_and_metrics(
     reproduction = get_run(original[names.REPRODUCED_BY]).data
     assert reproduction.tags[names.VERDICT] == name
     accuracy = sum(a == b for a, b in zip(predicted, [1, 2, 8], strict=True)) / 3
-    assert reproduction.metrics[reproduce.P_VALUE] == p_value
+    assert reproduction.metrics[names.MCNEMAR_P_VALUE] == p_value
     assert reproduction.metrics[names.TEST_ACCURACY] == accuracy
 
 
@@ -223,7 +223,7 @@ def test_a_rebuild_py_from_before_predictions_diverges_untested(finished, monkey
     )
     reproduction = get_run(get_run(finished).data.tags[names.REPRODUCED_BY]).data
     assert reproduction.tags[names.VERDICT] == "diverged"
-    assert reproduce.P_VALUE not in reproduction.metrics
+    assert names.MCNEMAR_P_VALUE not in reproduction.metrics
     assert names.TEST_ACCURACY not in reproduction.metrics
 
 
@@ -243,7 +243,7 @@ def test_a_run_without_predictions_diverges_untested(repo, mnist, monkeypatch, c
         "never evaluated)\nenvironment: the same\n"
     )
     reproduction = get_run(get_run(run_id).data.tags[names.REPRODUCED_BY]).data
-    assert reproduce.P_VALUE not in reproduction.metrics
+    assert names.MCNEMAR_P_VALUE not in reproduction.metrics
     assert reproduction.metrics[names.TEST_ACCURACY] == 2 / 3  # the rebuild's, all the same
 
 

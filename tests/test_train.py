@@ -18,6 +18,18 @@ from .helpers.stage import Stage
 # ---------------------------------------------------------------- the stage, diverging or stopped
 
 
+def test_replicates_are_refused_by_the_stage_and_named_as_a_sweep(tmp_path):
+    stage = Stage(tmp_path, "replicates=3")
+
+    done = stage.run("train")
+
+    assert done.returncode == 1
+    assert "replicates=3: a training is one seed" in done.stderr
+    assert "python -m pipeline.sweep -m replicates=3" in done.stderr
+    assert "train.seed=range(42,45)" in done.stderr
+    assert stage.runs() == [] and not (tmp_path / "models").exists()
+
+
 def test_a_loss_that_becomes_nan_fails_the_run_and_publishes_nothing(tmp_path):
     stage = Stage(tmp_path, "train.learning_rate=1e20", "train.epochs=3")
 

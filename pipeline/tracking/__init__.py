@@ -7,6 +7,8 @@
   and where its code came from (git commit, DVC experiment).
 - `sweeps`: a sweep's parent run, its typed record in `sweep.json`, and its report.
 - `registry`: logging the Keras model, registering versions, the `champion` alias.
+- `promotion`: whether a new version takes `champion` (a test on the validation digits both
+  saw, or over seeds), and the decision's line; no MLflow itself.
 - `readback`: a run's record read back, to rebuild it, and the verdict.
 - `names`: the tag and metric names all of them use, written once.
 """

@@ -1,9 +1,13 @@
-"""The model in MLflow: logged with its run, registered as a version, the best one aliased
-`champion`, and loaded back from a `models:/` or `runs:/` URI."""
+"""The model in MLflow: logged with its run, registered as a version, aliased `champion` when
+it beats the champion on evidence (`promotion`), and loaded back from a `models:/` or
+`runs:/` URI."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,10 +17,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from pipeline.tracking import names, store
+from pipeline import preprocess
+from pipeline.tracking import promotion, store
+from pipeline.tracking.promotion import CHAMPION, Decision, Validation
+
+__all__ = [
+    "CHAMPION",
+    "MODEL_NAME",
+    "Decision",
+    "Validation",
+    "load_model",
+    "log_model",
+    "register",
+    "validation",
+]
 
 MODEL_NAME = "model"  # the artifact folder of a run's model: runs:/<id>/model
-CHAMPION = "champion"  # the alias of the version with the best validation accuracy
+PREDICT_BATCH = 1024  # digits a predict step takes: the validation digits in a few steps
 
 
 # What a logged model needs to load, by Keras backend (`KERAS_BACKEND`).
@@ -51,35 +68,93 @@ def log_model(model: Any) -> str:
     return info.model_uri
 
 
-def register(name: str, model_uri: str, val_accuracy: float | None) -> tuple[int, bool]:
-    """Make the logged model a new version of registered model `name`, linked to its run;
-    move the `champion` alias to it only if its validation accuracy beats the champion's.
-    Return the version and whether it is the champion now."""
+def validation(prepared: Path, validation_split: float) -> Validation | None:
+    """The validation digits training held out of the prepared arrays (Keras' rule: the last
+    `validation_split` of them); None when it held none out."""
+    from pipeline import model  # Keras: only once a model is registered
+
+    x, y = preprocess.load_split(prepared, "train")
+    start = model.training_part(len(x), validation_split)
+    if start >= len(x):
+        return None
+    fingerprint = str(preprocess.read_meta(prepared)["fingerprint"])[:12]
+    return Validation(x[start:], np.asarray(y[start:]), f"{fingerprint}:{validation_split}")
+
+
+def register(
+    name: str,
+    model_uri: str,
+    val_accuracy: float | None = None,
+    *,
+    net: Any | None = None,
+    validation: Validation | None = None,
+    replicates: list[float] | None = None,
+    level: float = promotion.LEVEL,
+) -> Decision:
+    """Make the logged model a new version of registered model `name`, linked to its run and
+    tagged with how it was validated; move `@champion` to it only on evidence that it beats
+    the champion at `level` (`promotion.decide`); record the decision on the version.
+
+    `net` is the model in memory, if there is one (else it is loaded from `model_uri` when a
+    paired test needs its predictions); `replicates`: its configuration's seeds' validation
+    accuracies, for Welch's test against a replicated champion."""
     client = store.connect()
-    tags = {} if val_accuracy is None else {names.VERSION_VAL_ACCURACY: str(val_accuracy)}
+    tags = promotion.version_tags(validation, replicates, val_accuracy)
+    candidate_hits = functools.cache(
+        lambda: _hits(net if net is not None else load_model(model_uri), validation)
+    )
     with store.lock():  # one alias decision at a time on the local store
-        version = mlflow.register_model(model_uri, name, tags=tags)
-        wins = _crown(client, name, version.version, val_accuracy)
-    return int(version.version), wins
+        version = int(mlflow.register_model(model_uri, name, tags=tags).version)
+        standing = promotion.Standing.of(version, tags)
+        decision = _crown(client, name, standing, validation, candidate_hits, level)
+    for key, value in promotion.decision_tags(decision).items():
+        client.set_model_version_tag(name, str(version), key, value)
+    client.update_model_version(name, str(version), description=decision.line)
+    return decision
 
 
-def _crown(client: MlflowClient, name: str, version: str, val_accuracy: float | None) -> bool:
-    """Move the `champion` alias to `version` if its validation accuracy beats the
-    champion's; whether it did. On a server, jobs that finish together can race to create
-    the alias: the losers try again against the winner's."""
+def _crown(
+    client: MlflowClient,
+    name: str,
+    candidate: promotion.Standing,
+    validation: Validation | None,
+    candidate_hits: Callable[[], np.ndarray],
+    level: float,
+) -> Decision:
+    """Decide against the current champion and move the alias if the candidate wins. On a
+    server, jobs that finish together can race to create the alias: the losers decide again
+    against the winner."""
 
-    def attempt() -> bool:
-        try:
-            champion = client.get_model_version_by_alias(name, CHAMPION)
-            best = float(champion.tags.get(names.VERSION_VAL_ACCURACY, "-inf"))
-        except MlflowException:  # no champion yet
-            best = float("-inf")
-        if val_accuracy is None or val_accuracy <= best:
-            return False
-        client.set_registered_model_alias(name, CHAMPION, version)
-        return True
+    def correct(champion: promotion.Standing) -> promotion.Correct:
+        held = load_model(f"models:/{name}/{champion.version}")
+        return _hits(held, validation), candidate_hits()
+
+    def attempt() -> Decision:
+        decision = promotion.decide(name, candidate, _champion(client, name), correct, level)
+        if decision.promoted:
+            client.set_registered_model_alias(name, CHAMPION, str(candidate.version))
+        return decision
 
     return store.racing(attempt)
+
+
+def _champion(client: MlflowClient, name: str) -> promotion.Standing | None:
+    """The `@champion` version and how it was validated; None if there is none yet."""
+    try:
+        found = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as err:
+        if err.error_code not in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            raise  # not a missing alias: the store is down or refuses
+        return None
+    return promotion.Standing.of(int(found.version), found.tags)
+
+
+def _hits(net: Any, validation: Validation | None) -> np.ndarray:
+    """Which validation digits `net` gets right."""
+    if validation is None:
+        raise ValueError("no validation digits to predict: decide compares only on shared ones")
+    scores = net.predict(validation.x, batch_size=PREDICT_BATCH, verbose=0)
+    return np.argmax(scores, axis=-1) == validation.y
 
 
 def load_model(model_uri: str) -> Any:
