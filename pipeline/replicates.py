@@ -7,8 +7,8 @@ The seeds are `train.seed`, `train.seed + 1`, ..., so the first replicate of the
 configuration is the default run itself, and the DVC queue asks for the same ones with Hydra's
 range syntax: `dvc exp run --queue -S 'train.seed=range(42,45)'`. Every run is tagged with its
 configuration's digest (`names.CONFIGURATION`), whoever started it, so that replicates are
-found and grouped as one configuration in MLflow and in the sweep report. The sweep's
-Hydra sweeper (`hydra_plugins/pipeline_replicates`) adds the seeds.
+found and grouped as one configuration in MLflow and in the sweep report. The sweep adds
+the seeds to its command line before Hydra sweeps it (`expand`).
 """
 
 from __future__ import annotations
@@ -38,20 +38,38 @@ def configuration(cfg: config.Config) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def check(replicates: int, swept: list[str]) -> None:
-    """A ConfigError before any run opens if the seeds would be given twice."""
-    if replicates > 1 and SEED in swept:
+def expand(argv: list[str]) -> list[str]:
+    """`python -m pipeline.sweep`'s command line with `train.seed` swept over the replicates'
+    seeds, when a multirun asks for more than one (`replicates=N` on the command line or in a
+    grid config); a ConfigError, before any run, for a bad value or seeds given twice."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    multirun = bool({"-m", "--multirun"} & set(argv))
+    words = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(words)
+    except HydraException:
+        return argv  # not ours to judge: Hydra says what is wrong with it
+    plain = [
+        str(o.input_line)
+        for o in parsed
+        if not o.is_sweep_override() and not o.is_hydra_override()
+    ]
+    composed = config.compose(plain)
+    count = int(composed["replicates"])
+    if count == 1:
+        return argv
+    if not multirun:
         raise config.ConfigError(
-            f"replicates={replicates} derives the seeds from one {SEED}, and {SEED} is swept "
+            f"replicates={count} asks for {count} runs: add -m (python -m pipeline.sweep -m "
+            f"replicates={count} ...)"
+        )
+    if any(o.get_key_element() == SEED and o.is_sweep_override() for o in parsed):
+        raise config.ConfigError(
+            f"replicates={count} derives the seeds from one {SEED}, and {SEED} is swept "
             f"too: give one {SEED} (the first seed) or drop replicates"
         )
-
-
-def with_seeds(overrides: list[str], base: int, replicates: int) -> list[str]:
-    """`overrides` with `train.seed` swept over the replicates' seeds (a plain `train.seed=N`,
-    already `base`, gives way to the sweep)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    kept = [str(o.input_line) for o in parsed if o.get_key_element() != SEED]
-    return [*kept, f"{SEED}={','.join(map(str, seeds(base, replicates)))}"]
+    base = int(composed["train"]["seed"])
+    kept = [arg for arg in argv if not arg.startswith(f"{SEED}=")]
+    return [*kept, f"{SEED}={','.join(map(str, seeds(base, count)))}"]

@@ -97,10 +97,7 @@ def _overrides(hydra_node: DictConfig) -> tuple[dict[str, str], list[str]]:
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
-    replicates.check(base.replicates, swept)
     prepare_data(base)
-    if base.replicates > 1:
-        swept.append(replicates.SEED)
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
     sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
@@ -250,6 +247,11 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
 if __name__ == "__main__":
     entry.environment()
     stops.handle()
+    try:
+        sys.argv[1:] = replicates.expand(sys.argv[1:])  # before Hydra reads it
+    except PipelineError as err:
+        sys.stderr.write(f"error: {err}\n")
+        raise SystemExit(1) from None
     try:
         main()
     except (KeyboardInterrupt, Stopped) as err:

@@ -153,7 +153,11 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
     }
     files.write_text(output / METRICS_JSON, json.dumps(summaries, indent=2) + "\n")
     lines = "".join(f"- {line}\n" for line in findings.conclusions(rows, by))
-    text = f"{sweep_text.summary(rows, configurations, chosen)}\n\n{lines}\n"
+    chosen_run = _chosen_run(chosen)
+    text = sweep_text.summary(rows, configurations, chosen)
+    if chosen_run:
+        text += f" Its first seed's run, tagged `{names.BEST_IN_SWEEP}`: {chosen_run}."
+    text += f"\n\n{lines}\n"
     if not configurations.empty and configurations["seeds"].max() > 1:
         text += "Configurations, mean ± sd (95% interval) over seeds:\n\n"
         text += f"{sweep_text.configurations(configurations)}\n\nJobs:\n\n"
@@ -162,7 +166,6 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
     sweep_plots.summary(rows, output / PLOT)
     finished = rows.loc[rows["status"] == "FINISHED", "run_id"].tolist()
     sweep_plots.validation_curves(rows, by, sweeps.curves(finished, "val_loss"), output / CURVES)
-    chosen_run = _chosen_run(chosen)
     sweeps.publish(
         parent_id,
         chosen_run,

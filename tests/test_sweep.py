@@ -17,7 +17,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from pipeline import replicates, sweep, sweep_report
+from pipeline import config, replicates, sweep, sweep_report
 from pipeline.tracking import names
 
 from .helpers.processes import wait_for
@@ -209,11 +209,26 @@ def test_bad_replicates_stop_before_any_run(tmp_path, overrides, said):
     assert not done.parents
 
 
-def test_replicates_sweep_the_seeds_from_train_seed():
-    assert replicates.with_seeds(["train.epochs=1,2", "train.seed=7"], 7, 3) == [
-        "train.epochs=1,2",
-        "train.seed=7,8,9",
-    ]
+@pytest.mark.parametrize(
+    ("argv", "expanded"),
+    [
+        (["-m", "train.epochs=1"], ["-m", "train.epochs=1"]),
+        (["-m", "replicates=3"], ["-m", "replicates=3", "train.seed=42,43,44"]),
+        (
+            ["-m", "train.epochs=1,2", "train.seed=7", "replicates=2"],
+            ["-m", "train.epochs=1,2", "replicates=2", "train.seed=7,8"],
+        ),
+        (["-m", "grid=overfitting"], ["-m", "grid=overfitting", "train.seed=42,43,44"]),
+        (["-m", "grid=overfitting", "replicates=1"], ["-m", "grid=overfitting", "replicates=1"]),
+    ],
+)
+def test_replicates_sweep_the_seeds_from_train_seed(argv, expanded):
+    assert replicates.expand(argv) == expanded
+
+
+def test_replicates_without_multirun_are_refused():
+    with pytest.raises(config.ConfigError, match="replicates=2 asks for 2 runs: add -m"):
+        replicates.expand(["replicates=2"])
 
 
 def test_missing_prepared_arrays_are_named_before_any_run(tmp_path):
