@@ -152,16 +152,10 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
         for _, row in configurations.iterrows()
     }
     files.write_text(output / METRICS_JSON, json.dumps(summaries, indent=2) + "\n")
-    lines = "".join(f"- {line}\n" for line in findings.conclusions(rows, by))
     chosen_run = _chosen_run(chosen)
-    text = sweep_text.summary(rows, configurations, chosen)
-    if chosen_run:
-        text += f" Its first seed's run, tagged `{names.BEST_IN_SWEEP}`: {chosen_run}."
-    text += f"\n\n{lines}\n"
-    if not configurations.empty and configurations["seeds"].max() > 1:
-        text += "Configurations, mean ± sd (95% interval) over seeds:\n\n"
-        text += f"{sweep_text.configurations(configurations)}\n\nJobs:\n\n"
-    text += f"{sweep_text.jobs(rows)}\n"
+    text = sweep_text.document(
+        rows, configurations, chosen, chosen_run, findings.conclusions(rows, by)
+    )
     (output / MARKDOWN).write_text(text)
     sweep_plots.summary(rows, output / PLOT)
     finished = rows.loc[rows["status"] == "FINISHED", "run_id"].tolist()

@@ -22,7 +22,7 @@ def failed(rows: pd.DataFrame) -> int:
     return int((rows["status"] != "FINISHED").sum())
 
 
-def jobs(rows: pd.DataFrame) -> str:
+def jobs_table(rows: pd.DataFrame) -> str:
     """The jobs' table for people: accuracies in percent, the gap in percentage points."""
     shown = rows.drop(columns=["run_id"])
     for metric in ACCURACIES:
@@ -62,7 +62,7 @@ def _spread(row: pd.Series, metric: str, scale: float, digits: int, unit: str = 
     return text
 
 
-def configurations(configurations: pd.DataFrame) -> str:
+def configurations_table(configurations: pd.DataFrame) -> str:
     """One row per configuration: mean ± sd (95% interval) over its seeds."""
     columns = {
         "val %": (names.VAL_ACCURACY, 100, 2),
@@ -117,3 +117,22 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
         f"it, the seeds cannot tell them apart ({chosen.test}, Holm-adjusted, level "
         f"{stats.ALPHA}): {tied}."
     )
+
+
+def document(
+    rows: pd.DataFrame,
+    configurations: pd.DataFrame,
+    chosen: findings.Best | None,
+    chosen_run: str | None,
+    conclusions: list[str],
+) -> str:
+    """The whole report: the summary, the conclusions, the configurations over their seeds
+    (when replicated) and the jobs."""
+    text = summary(rows, configurations, chosen)
+    if chosen_run:
+        text += f" Its first seed's run, tagged `{names.BEST_IN_SWEEP}`: {chosen_run}."
+    text += "\n\n" + "".join(f"- {line}\n" for line in conclusions) + "\n"
+    if not configurations.empty and configurations["seeds"].max() > 1:
+        text += "Configurations, mean ± sd (95% interval) over seeds:\n\n"
+        text += f"{configurations_table(configurations)}\n\nJobs:\n\n"
+    return text + f"{jobs_table(rows)}\n"

@@ -63,7 +63,7 @@ def test_report_table_sorts_by_epochs_and_batch_and_best_is_chosen_on_validation
     assert "seed" not in rows, "a param every job shares is not a column"
     best = findings.best(rows, findings.keys(rows, sweep_report.METRICS))
     assert best is not None and best.runs["run_id"].tolist() == ["r1"], "picked on test accuracy"
-    text = sweep_text.jobs(rows)
+    text = sweep_text.jobs_table(rows)
     assert "| job 2 " in text and "FAILED" in text and "98.00" in text
 
 
@@ -95,7 +95,7 @@ def test_the_summary_gives_each_configuration_over_its_seeds_and_the_tied_set():
     )
     assert "Tied with it, the seeds cannot tell them apart (Welch's t-test" in text
     assert text.endswith(": epochs 5, batch size 64.")
-    table = sweep_text.configurations(configurations)
+    table = sweep_text.configurations_table(configurations)
     assert "| epochs 5, batch size 64  |       2 | 98.05 ± 0.07 (97.41 to 98.69) |" in table
 
 
