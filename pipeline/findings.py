@@ -20,6 +20,7 @@ from pipeline import stats
 from pipeline.tracking import names
 
 SEED = "seed"
+SEEDS = "_seeds"  # suffix: how many seeds a configuration's metric is summarized over
 CONFIGURATION = names.CONFIGURATION  # a column of the configurations' table: its label
 GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
 SUMMARIZED = (
@@ -65,6 +66,7 @@ def configurations(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         row: dict[str, object] = {**values, CONFIGURATION: label(values), "seeds": len(group)}
         for metric in SUMMARIZED:
             present = group[metric].dropna().astype(float).tolist()
+            row[metric + SEEDS] = len(present)  # the onset: only the seeds that overfit
             if not present:
                 continue
             found = stats.spread(present)

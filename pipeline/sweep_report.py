@@ -93,10 +93,14 @@ def _chosen_run(best: findings.Best | None) -> str | None:
 
 def _summaries(row: pd.Series) -> dict[str, float]:
     """A configuration's mean, sd and 95% interval over its seeds of each summarized metric,
-    as MLflow metrics (`val_accuracy_mean`, `val_accuracy_sd`, `val_accuracy_ci_low`, ...)."""
+    as MLflow metrics (`val_accuracy_mean`, `val_accuracy_sd`, `val_accuracy_ci_low`, ...);
+    where overfitting starts: in how many seeds it does, and their mean and range."""
     found = {}
     for metric in findings.SUMMARIZED:
-        for suffix in (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH):
+        spread = (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH)
+        if metric == names.ONSET:
+            spread = (findings.SEEDS, names.MEAN, "_min", "_max")
+        for suffix in spread:
             value = row.get(metric + suffix)
             if value is not None and pd.notna(value):
                 found[metric + suffix] = float(value)

@@ -62,6 +62,17 @@ def _spread(row: pd.Series, metric: str, scale: float, digits: int, unit: str = 
     return text
 
 
+def _onsets(row: pd.Series) -> str:
+    """`epoch 4 to 5 in 2 of 10`: where overfitting starts, in the seeds where it does (an
+    average with the others would be no epoch at all)."""
+    seen, seeds = int(row[names.ONSET + findings.SEEDS]), int(row["seeds"])
+    if not seen:
+        return f"none of {seeds}" if seeds > 1 else "-"
+    low, high = int(row[f"{names.ONSET}_min"]), int(row[f"{names.ONSET}_max"])
+    at = f"epoch {low}" if low == high else f"epoch {low} to {high}"
+    return at if seeds == 1 else f"{at} in {seen} of {seeds}"
+
+
 def configurations_table(configurations: pd.DataFrame) -> str:
     """One row per configuration: mean ± sd (95% interval) over its seeds."""
     columns = {
@@ -70,7 +81,6 @@ def configurations_table(configurations: pd.DataFrame) -> str:
         "gap (points)": (names.GAP, 100, 2),
         "final model's gap": (findings.GAP, 100, 2),
         "lowest val loss at": (names.BEST_VAL_LOSS_EPOCH, 1, 1),
-        "overfits from": (names.ONSET, 1, 1),
     }
     shown = pd.DataFrame(
         {
@@ -82,6 +92,7 @@ def configurations_table(configurations: pd.DataFrame) -> str:
         shown[title] = [
             _spread(row, metric, scale, digits) for _, row in configurations.iterrows()
         ]
+    shown["overfits from"] = [_onsets(row) for _, row in configurations.iterrows()]
     return shown.to_markdown(index=False)
 
 
