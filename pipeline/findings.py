@@ -174,9 +174,12 @@ def _pairs(done: pd.DataFrame, by: list[str]) -> list[_Pair]:
     return pairs
 
 
-def _compare(pair: _Pair, tests: list[stats.Test], adjusted: list[float], level: float) -> str:
+def _compare(
+    pair: _Pair, tests: list[stats.Test], adjusted: list[float], level: float, family: int
+) -> str:
     """One sentence: how each compared metric moves from one configuration to the other, a
-    move stated only when significant."""
+    move stated only when significant; else how many seeds would show it among `family`
+    comparisons (planned at level / family, the strictest of Holm's thresholds)."""
     (a, x), (b, y) = pair.before, pair.after
     at = f" at {pair.where}" if pair.where != "all jobs" else ""
     said = []
@@ -190,9 +193,9 @@ def _compare(pair: _Pair, tests: list[stats.Test], adjusted: list[float], level:
             said.append(f"{moved}: {verb} ({_points(test.effect)} points, p = {p_value:.2g})")
             continue
         sd = math.sqrt((x[metric].var(ddof=1) + y[metric].var(ddof=1)) / 2)
-        needed = stats.seeds_needed(test.effect, sd, level)
+        needed = stats.seeds_needed(test.effect, sd, level / family)
         more = f"about {needed} seeds each would show" if needed else "no practical number of"
-        more += " a difference this size" if needed else " seeds would show it"
+        more += " a difference this size here" if needed else " seeds would show it"
         said.append(
             f"{moved}: cannot be told apart with {test.n} seeds "
             f"({_points(test.effect)} points, p = {p_value:.2g}; {more})"
@@ -228,7 +231,7 @@ def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -
     flat = stats.holm([t.p_value for pair in tests for t in pair])
     width = len(COMPARED)
     lines += [
-        _compare(pair, found, flat[i * width : (i + 1) * width], level)
+        _compare(pair, found, flat[i * width : (i + 1) * width], level, len(flat))
         for i, (pair, found) in enumerate(zip(pairs, tests, strict=True))
     ]
     lines.append(

@@ -93,11 +93,11 @@ def _chosen_run(best: findings.Best | None) -> str | None:
 
 def _summaries(row: pd.Series) -> dict[str, float]:
     """A configuration's mean, sd and 95% interval over its seeds of each summarized metric,
-    as MLflow metrics (`val_accuracy_mean`, `val_accuracy_sd`, `val_accuracy_ci_low`, ...);
+    and range, as MLflow metrics (`val_accuracy_mean`, `_sd`, `_ci_low`, `_ci_high`, `_min`, ...);
     where overfitting starts: in how many seeds it does, and their mean and range."""
     found = {}
     for metric in findings.SUMMARIZED:
-        spread = (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH)
+        spread = (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH, "_min", "_max")
         if metric == names.ONSET:
             spread = (findings.SEEDS, names.MEAN, "_min", "_max")
         for suffix in spread:

@@ -122,7 +122,7 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
             f" Best by validation accuracy: {chosen.label}: {numbers} (one seed each: not "
             "tested against the others; `replicates=3` would)."
         )
-    tied = ", ".join(chosen.tied) if chosen.tied else "none"
+    tied = "; ".join(chosen.tied) if chosen.tied else "none"
     return text + (
         f" Best by mean validation accuracy: {chosen.label}: {numbers} ({over}). Tied with "
         f"it, the seeds cannot tell them apart ({chosen.test}, Holm-adjusted, level "

@@ -17,11 +17,19 @@ HISTORY = "reports/history.csv"  # train's, the same run per epoch
 BENCH = "bench/results.json"  # python -m bench
 BENCH_TABLE = "bench/RESULTS.md"  # python -m bench, for people
 SWEEP = "reports/sweep-overfitting/sweep_report.md"  # python -m pipeline.sweep_report (make sweep)
+SEEDS = "reports/sweep-seeds/metrics.json"  # the sweep over 10 seeds of the default
+REPORTS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("reports/sweep-*/sweep_report.md"))
+SWEEPS = "docs/sweeps.md"
 README, PIPELINE, PERFORMANCE = "README.md", "docs/pipeline.md", "docs/performance.md"
 
 
 def percent(x):
     return f"{100 * x:.2f}%"
+
+
+def bare(x):
+    """A percentage without its sign, as an interval's ends are written."""
+    return f"{100 * x:.2f}"
 
 
 def points(x):
@@ -88,8 +96,11 @@ FIGURES = [
     (README, "positive from epoch {} on", HISTORY, positive_from, str),
     (README, "growing to {}.", HISTORY, lambda h: last(h)["train_val_gap"], points),
     (README, "Validation loss is lowest at epoch {}", METRICS, "best_val_loss_epoch", str),
-    (PIPELINE, "test accuracy {} | train accuracy {} (the final model: {})", METRICS,
-     ("test_accuracy", "train_accuracy", "train_accuracy_evaluated"), percent),
+    (PIPELINE, "test accuracy {} (95% interval {} to {}) | validation accuracy {} (95% "
+     "interval {} to {}) | train accuracy {} (the final model: {})", METRICS,
+     ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high", "val_accuracy",
+      "val_accuracy_ci_low", "val_accuracy_ci_high", "train_accuracy",
+      "train_accuracy_evaluated"), (percent, bare, bare, percent, bare, bare, percent, percent)),
     (PIPELINE, "overfitting gap {} points (the final model's: {})", METRICS,
      ("overfitting_gap", "overfitting_gap_evaluated"), points),
     (PIPELINE, "last epoch) | {} |", METRICS, "train_accuracy", percent),
@@ -156,6 +167,23 @@ FIGURES = [
      lambda b: cache("exp_10_after_5_s")(b) / cache("exp_10_scratch_s")(b), ratio),
 ]
 # fmt: on
+DEFAULT = "epochs 5, batch size 128"  # the default configuration in its sweep's report
+
+
+def over_seeds(metric, form):
+    """A row of docs/sweeps.md's table of the 10 seeds: mean, sd, interval, range."""
+    suffixes = ("_mean", "_sd", "_ci_low", "_ci_high", "_min", "_max")
+    keys = tuple(f"{DEFAULT}/{metric}{suffix}" for suffix in suffixes)
+    template = "| {} | {} | {} to {} | {} to {} |"
+    return (SWEEPS, template, SEEDS, keys, (form, bare, bare, bare, bare, bare))
+
+
+FIGURES += [
+    over_seeds("test_accuracy", percent),
+    over_seeds("val_accuracy", percent),
+    over_seeds("overfitting_gap_evaluated", points),
+    over_seeds("overfitting_gap", points),
+]
 
 
 def expected(template, path, keys, formats):
