@@ -85,7 +85,13 @@ NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight",
 # (doc, what it says with {} for each figure, source, the figures' keys, how the doc writes them)
 # fmt: off
 FIGURES = [
-    (README, "accuracy **{}**, in the notebook's band", METRICS, "test_accuracy", percent),
+    (README, "accuracy **{}** (95% interval {} to {} on the 10,000 test digits), in the "
+     "notebook's band", METRICS, ("test_accuracy", "test_accuracy_ci_low",
+                                  "test_accuracy_ci_high"), (percent, bare, bare)),
+    (README, "give a test accuracy of {} on average, sd {}, from {} to {}", SEEDS,
+     tuple(f"epochs 5, batch size 128/test_accuracy{s}" for s in ("_mean", "_sd", "_min",
+                                                                  "_max")),
+     (percent, bare, bare, percent)),
     (README, "last epoch gives {}", METRICS, "train_accuracy", percent),
     (README, "overfitting gap of {} points", METRICS, "overfitting_gap", points),
     (README, "training digits gives {}, a gap of {}.", METRICS,
@@ -213,18 +219,23 @@ def test_the_per_epoch_table_is_the_committed_history():
     assert [row for row in rows if row not in prose(PIPELINE)] == [], f"as {HISTORY} has it"
 
 
-@pytest.mark.parametrize("doc", [README, "docs/sweeps.md"])
+@pytest.mark.parametrize("doc", [README, SWEEPS, PIPELINE])
 def test_the_sweep_conclusions_quoted_are_the_generated_reports(doc):
-    report = " ".join(source(SWEEP).split())
+    reports = [" ".join(source(report).split()) for report in REPORTS]
     items = quoted(doc)
-    assert items, f"{doc} quotes the sweep report"
-    assert [item for item in items if item not in report] == [], f"not in {SWEEP}"
+    assert items, f"{doc} quotes a sweep report"
+    missing = [item for item in items if not any(item in report for report in reports)]
+    assert missing == [], f"in none of {REPORTS}"
 
 
-def test_the_sweeps_5_by_128_job_is_the_committed_run():
+def test_the_sweeps_5_by_128_job_with_the_default_seed_is_the_committed_run():
     """docs/sweeps.md: the `5 x 128` job gives the same test accuracy as `dvc repro`."""
     jobs = csv.DictReader(source("reports/sweep-overfitting/sweep_report.csv").splitlines())
-    job = next(job for job in jobs if (job["epochs"], job["batch_size"]) == ("5", "128"))
+    job = next(
+        job
+        for job in jobs
+        if (job["epochs"], job["batch_size"], job.get("seed", "42")) == ("5", "128", "42")
+    )
     assert float(job["test_accuracy"]) == source(METRICS)["test_accuracy"]
 
 
