@@ -105,3 +105,22 @@ def test_the_old_command_names_the_new_one():
     )
     assert done.returncode == 1
     assert "python -m pipeline.sweep_report" in done.stderr
+
+
+def test_one_seed_gives_no_interval_and_says_so():
+    runs = _search_runs(
+        [
+            {"epochs": 5, "batch_size": 64, "val_accuracy": 0.981, "test_accuracy": 0.978},
+            {"epochs": 5, "batch_size": 128, "val_accuracy": 0.980, "test_accuracy": 0.979},
+        ]
+    )
+    rows = sweep_report.table(runs)
+    by = findings.keys(rows, sweep_report.METRICS)
+    configurations = findings.configurations(rows, by)
+    text = sweep_text.summary(rows, configurations, findings.best(rows, by))
+    assert text == (
+        "2 jobs, 0 failed. Best by validation accuracy: epochs 5, batch size 64: validation "
+        "98.10%, test 97.80% (one seed each: not tested against the others; `replicates=3` "
+        "would)."
+    )
+    assert "(" not in sweep_text.configurations_table(configurations).split("\n")[2]
