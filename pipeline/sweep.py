@@ -3,15 +3,19 @@
     python -m pipeline.sweep                         # one run of conf/ (+ any overrides)
     python -m pipeline.sweep -m train.epochs=5,10,20 train.batch_size=64,128,256
     python -m pipeline.sweep -m grid=overfitting     # that grid, kept in conf/grid/
+    python -m pipeline.sweep -m replicates=3 train.epochs=5,10   # 3 seeds a configuration
 
 Each job calls the cores the DVC stages call (`train.run`, `evaluate.run`) inside a child
 MLflow run of the sweep's parent run, and writes its model, history, metrics and predictions
 to its Hydra folder, beside the composed config Hydra keeps there (`.hydra/config.yaml`, the
 same config the run logs). Before the first job the prepared arrays are brought up to date
 once. A job that fails leaves a FAILED run and the others still run; at the end the parent gets
-the sweep report (`pipeline.sweep_report`) and the sweep exits 1 if any job failed.
+the sweep report (`pipeline.sweep_report`), the registry gets one version (the best
+configuration's first seed, @champion only on evidence), and the sweep exits 1 if any job
+failed. `replicates=N` sweeps `train.seed` too, before Hydra reads the command line
+(`pipeline.replicates`).
 
-Hydra's basic launcher runs the jobs one after another in this process: `train.train` starts
+Hydra's basic launcher runs the jobs one after another in this process: `engine.train` starts
 each from a clean Keras state and its own seed.
 """
 
