@@ -97,7 +97,8 @@ def _summaries(row: pd.Series) -> dict[str, float]:
     where overfitting starts: in how many seeds it does, and their mean and range."""
     found = {}
     for metric in findings.SUMMARIZED:
-        spread = (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH, "_min", "_max")
+        spread: tuple[str, ...] = (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH)
+        spread += ("_min", "_max")
         if metric == names.ONSET:
             spread = (findings.SEEDS, names.MEAN, "_min", "_max")
         for suffix in spread:
