@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,8 +124,12 @@ def worktree(run: readback.Recorded, scratch: Path) -> Iterator[Path]:
             patch.write_text(run.diff)
             _git("apply", "--binary", str(patch), cwd=tree)
         yield tree
-    finally:
-        provenance.git("worktree", "remove", "--force", str(tree))  # best effort: never raises
+    finally:  # best effort: provenance.git never raises
+        # A stop while git adds the worktree leaves it locked ("initializing"): --force twice
+        # removes a locked one; where even that fails, unlock it so that prune forgets it.
+        provenance.git("worktree", "remove", "--force", "--force", str(tree))
+        provenance.git("worktree", "unlock", str(tree))
+        shutil.rmtree(tree, ignore_errors=True)
         provenance.git("worktree", "prune")
 
 
