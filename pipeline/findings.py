@@ -21,6 +21,7 @@ from pipeline.tracking import names
 
 SEED = "seed"
 SEEDS = "_seeds"  # suffix: how many seeds a configuration's metric is summarized over
+MIN, MAX = "_min", "_max"  # suffixes: the range over its seeds
 CONFIGURATION = names.CONFIGURATION  # a column of the configurations' table: its label
 GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
 SUMMARIZED = (
@@ -75,8 +76,8 @@ def configurations(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                 metric + names.SD: found.sd,
                 metric + names.CI_LOW: found.low,
                 metric + names.CI_HIGH: found.high,
-                f"{metric}_min": found.min,
-                f"{metric}_max": found.max,
+                metric + MIN: found.min,
+                metric + MAX: found.max,
             }
         out.append(row)
     return pd.DataFrame(out)

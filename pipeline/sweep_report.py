@@ -98,9 +98,9 @@ def _summaries(row: pd.Series) -> dict[str, float]:
     found = {}
     for metric in findings.SUMMARIZED:
         spread: tuple[str, ...] = (names.MEAN, names.SD, names.CI_LOW, names.CI_HIGH)
-        spread += ("_min", "_max")
+        spread += (findings.MIN, findings.MAX)
         if metric == names.ONSET:
-            spread = (findings.SEEDS, names.MEAN, "_min", "_max")
+            spread = (findings.SEEDS, names.MEAN, findings.MIN, findings.MAX)
         for suffix in spread:
             value = row.get(metric + suffix)
             if value is not None and pd.notna(value):
@@ -111,15 +111,13 @@ def _summaries(row: pd.Series) -> dict[str, float]:
 def _by_run(
     rows: pd.DataFrame, configurations: pd.DataFrame, by: list[str]
 ) -> dict[str, dict[str, float]]:
-    """Each finished job's configuration summary, for its own run."""
+    """Each finished job's configuration summary (of two seeds or more), for its own run."""
+    summarized = {row[findings.CONFIGURATION]: row for _, row in configurations.iterrows()}
     found: dict[str, dict[str, float]] = {}
-    for _, row in configurations.iterrows():
-        if row["seeds"] < 2:
-            continue
-        same = findings.finished(rows)
-        for key in by:
-            same = same[same[key] == row[key]]
-        found |= {str(run_id): _summaries(row) for run_id in same["run_id"]}
+    for values, group in findings.groups(findings.finished(rows), by):
+        row = summarized[findings.label(values)]
+        if row["seeds"] > 1:
+            found |= {str(run_id): _summaries(row) for run_id in group["run_id"]}
     return found
 
 

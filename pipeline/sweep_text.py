@@ -68,7 +68,7 @@ def _onsets(row: pd.Series) -> str:
     seen, seeds = int(row[names.ONSET + findings.SEEDS]), int(row["seeds"])
     if not seen:
         return f"none of {seeds}" if seeds > 1 else "-"
-    low, high = int(row[f"{names.ONSET}_min"]), int(row[f"{names.ONSET}_max"])
+    low, high = int(row[names.ONSET + findings.MIN]), int(row[names.ONSET + findings.MAX])
     at = f"epoch {low}" if low == high else f"epoch {low} to {high}"
     return at if seeds == 1 else f"{at} in {seen} of {seeds}"
 
