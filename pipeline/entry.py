@@ -24,13 +24,14 @@ log = logging.getLogger("pipeline")
 
 # What an entry point sets in its environment unless the user already has. Nothing leaves the
 # machine unasked: MLflow's usage telemetry is off (DVC's analytics are off in .dvc/config). A
-# tracking server that is down or stops answering fails a stage within about 10 s (refused)
-# or 90 s (no answer), not after MLflow's default of several minutes of retries.
+# tracking server that is down waits out a restart: each call tries 6 times over about 30 s
+# (refused), or 90 s (no answer, 10 s a try), then fails, not after MLflow's default of
+# several minutes of retries. docs/troubleshooting.md gives these bounds.
 ENVIRONMENT = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 

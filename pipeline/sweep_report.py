@@ -71,7 +71,11 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
         rows[param.rpartition(".")[2]] = _typed(_column(runs, f"params.{param}"))
     for metric in METRICS:
         rows[metric] = pd.to_numeric(_column(runs, f"metrics.{metric}"), errors="coerce")
-    rows["time_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds().round(1)
+    # A run not ended (RUNNING, or ended by a store that lost the time) has no end time.
+    took = pd.to_datetime(runs["end_time"], utc=True) - pd.to_datetime(
+        runs["start_time"], utc=True
+    )
+    rows["time_s"] = took.dt.total_seconds().round(1)
     order = ["epochs", "batch_size", *([findings.SEED] if findings.SEED in rows else [])]
     return rows.sort_values(order, na_position="last", kind="stable", ignore_index=True)
 

@@ -112,7 +112,7 @@ def register_version(
 def write_record(path: Path, run_id: str, model_uri: str) -> None:
     """The run's id and model URI, for people to find a sweep job's run from its folder."""
     record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": store.uri()}
-    files.write_text(path, json.dumps(record, indent=2) + "\n")
+    files.write_text(path, json.dumps(record, indent=2) + "\n", mode=0o600)  # names the store
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
 """The tracking store when things go wrong: a run left RUNNING by a process that died, a
-tracking server that is down when a stage starts, or stops in the middle of its run.
+tracking server that is down when a stage starts, stops or hangs in the middle of its run.
 
 The stages run as DVC runs them, in a project folder of their own (tests/helpers/stage.py)."""
 
@@ -12,12 +12,14 @@ import subprocess
 import sys
 import time
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from pipeline.tracking import runs, store
 
 from .helpers.processes import answers, dead_pid, free_port, wait_for
+from .helpers.proxy import Proxy
 from .helpers.stage import Stage
 
 
@@ -110,3 +112,56 @@ def test_a_tracking_server_that_stops_mid_run_fails_the_stage_naming_it(tmp_path
     assert "Traceback" not in output
     assert took < 90, f"took {took:.0f} s"
     assert not (project / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """`make ui` on a store of its own, for the tests below to put a proxy in front of."""
+    home = tmp_path_factory.mktemp("tracking")
+    url = f"http://127.0.0.1:{free_port()}"
+    server = _start_tracking_server(home / "server", url, home / "server.log")
+    try:
+        wait_for(lambda: answers(f"{url}/health"), "the tracking server", timeout=90)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def proxy(tracking_server, monkeypatch):
+    """The tracking server behind a proxy the test can cut or make hang; MLflow tries each
+    call twice, 2 s at most each."""
+    proxy = Proxy(("127.0.0.1", int(tracking_server.rpartition(":")[2])))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("fault", ["cut", "hang"])
+def test_a_run_whose_store_fails_is_marked_failed_when_it_is_back(proxy, tmp_path, fault):
+    client = MlflowClient(proxy.uri)
+    started = time.monotonic()
+    with pytest.raises(store.TrackingError, match=f"the MLflow store {proxy.uri} failed during"):
+        with runs.start("mnist") as lost:
+            getattr(proxy, fault)()
+            mlflow.log_metric("loss", 0.5)
+    took = time.monotonic() - started
+    assert mlflow.active_run() is None  # the next run starts clean, and exit ends nothing
+    kept = tmp_path / runs.PENDING / f"{lost}.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert took < 30, f"took {took:.0f} s"
+
+    proxy.restore()
+    assert client.get_run(lost).info.status == "RUNNING"  # never told, never FINISHED
+    with runs.start("mnist") as after:
+        pass
+    lost_run = client.get_run(lost)
+    assert lost_run.info.status == "FAILED"
+    assert lost_run.data.tags["error"].startswith("MlflowException: ")
+    assert lost_run.info.end_time < client.get_run(after).info.start_time  # when it failed
+    assert client.get_run(after).info.status == "FINISHED"
+    assert not kept.exists()

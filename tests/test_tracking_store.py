@@ -99,3 +99,55 @@ def test_any_other_mlflow_error_is_raised_at_once():
     with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
         store.racing(write)
     assert len(calls) == 1
+
+
+def test_credentials_in_the_tracking_uri_move_to_mlflows_own_variables(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret-pw@127.0.0.1:5000/mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert store.uri() == "http://127.0.0.1:5000/mlflow"
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/mlflow"  # for children
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret-pw"
+
+
+def test_credentials_set_in_mlflows_variables_win_over_the_uris(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://alice:old@mlflow.example.com")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "new")
+    assert store.uri() == "https://mlflow.example.com"
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == (
+        "bob",
+        "new",
+    )
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_is_one_line_saying_how_to_start_afresh(tmp_path, damage):
+    db = tmp_path / "mlflow.db"
+    if damage == "truncated":
+        with runs.start("exp"):
+            pass
+        db.write_bytes(db.read_bytes()[:4096])
+    else:
+        db.write_bytes(os.urandom(8192))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipeline import entry\n"
+            "def main(argv):\n"
+            "    from pipeline.tracking import runs\n"
+            "    with runs.start('exp'): pass\n"
+            "entry.run(main)\n",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert f"error: the MLflow store sqlite:///{db} cannot be read (" in line
+    assert f"mv {db} {db}.damaged" in line
+    assert "Traceback" not in done.stderr

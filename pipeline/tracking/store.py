@@ -12,11 +12,13 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import PipelineError, retry
 from pipeline.config import project_root
@@ -39,8 +41,27 @@ def local_uri() -> str:
 
 
 def uri() -> str:
-    """`MLFLOW_TRACKING_URI`, or the project's local store."""
+    """`MLFLOW_TRACKING_URI`, or the project's local store; never with credentials in it
+    (`credentials_apart`)."""
+    credentials_apart()
     return os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+
+
+def credentials_apart() -> None:
+    """Move a user and password given in `MLFLOW_TRACKING_URI` (`http://user:pw@host`, which
+    MLflow accepts) into MLFLOW_TRACKING_USERNAME and _PASSWORD, which MLflow reads for the
+    same basic auth and never prints: the URI then goes into files, log lines, errors and
+    MLflow's own "View run at" lines without them. Variables already set win."""
+    given = os.environ.get("MLFLOW_TRACKING_URI", "")
+    parts = urlsplit(given)
+    if "@" not in parts.netloc:
+        return
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+    if password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+    os.environ["MLFLOW_TRACKING_URI"] = urlunsplit(parts._replace(netloc=host))
 
 
 def connect() -> MlflowClient:
@@ -48,7 +69,16 @@ def connect() -> MlflowClient:
     the same store (they have no other way to be told). The first in a process creates a new
     store's tables: take `lock()` around it where parallel jobs may start."""
     mlflow.set_tracking_uri(uri())
-    return MlflowClient(uri())
+    try:
+        return MlflowClient(uri())
+    except SQLAlchemyError as err:  # a damaged file, or one that is not MLflow's
+        cause = str(getattr(err, "orig", None) or err).splitlines()[0]
+        path = uri().removeprefix("sqlite:///")
+        raise TrackingError(
+            f"the MLflow store {uri()} cannot be read ({cause}): it is damaged, or not an "
+            f"MLflow database. Move it aside (mv {path} {path}.damaged) and rerun to start a "
+            "new store, or put back a copy you trust"
+        ) from None
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

@@ -49,6 +49,7 @@ def open_sweep(
     try:
         with store.lock():
             client = store.connect()
+            runs.deliver(client)
             found = store.experiment_id(client, experiment)
             runs.end_orphans(client, found)
             parent = client.create_run(
@@ -147,8 +148,9 @@ def annotate(metrics_by_run: dict[str, dict[str, float]]) -> None:
 
 
 def end(parent_id: str, status: str) -> None:
-    """End a sweep's parent run FINISHED, FAILED or KILLED."""
-    store.connect().set_terminated(parent_id, status)
+    """End a sweep's parent run FINISHED, FAILED or KILLED (kept for later where the store
+    fails: `runs.terminate`)."""
+    runs.terminate(parent_id, status)
 
 
 def end_own(status: str) -> list[str]:
