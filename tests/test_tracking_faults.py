@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.tracking import runs, store
+from pipeline.tracking import ends, runs, store
 
 from .helpers.processes import answers, dead_pid, free_port, wait_for
 from .helpers.proxy import Proxy
@@ -151,7 +151,7 @@ def test_a_run_whose_store_fails_is_marked_failed_when_it_is_back(proxy, tmp_pat
             mlflow.log_metric("loss", 0.5)
     took = time.monotonic() - started
     assert mlflow.active_run() is None  # the next run starts clean, and exit ends nothing
-    kept = tmp_path / runs.PENDING / f"{lost}.json"
+    kept = tmp_path / ends.PENDING / f"{lost}.json"
     assert kept.stat().st_mode & 0o777 == 0o600
     assert took < 30, f"took {took:.0f} s"
 

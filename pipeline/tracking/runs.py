@@ -1,40 +1,32 @@
 """A run's lifecycle across stages: opened or resumed, ended FINISHED, FAILED or KILLED on
 the way out, and the runs a dead process left RUNNING marked KILLED.
 
-Where the store cannot be told how a run ended (it is down, or hangs), the end is kept in a
-file of its own in `.mlflow-pending/` and delivered by the next run or sweep opened on the
-same store; MLflow's active run is cleared either way, so the next job starts clean and
-MLflow's exit handler never ends a dead run FINISHED.
+Where the store cannot be told how a run ended (it is down, or hangs), MLflow's active run is
+cleared all the same, so the next job starts clean and MLflow's exit handler never ends a
+dead run FINISHED; the end is kept and delivered later (`pipeline.tracking.ends`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipeline import Stopped, files
-from pipeline.config import project_root
-from pipeline.tracking import names
-from pipeline.tracking.store import TrackingError, connect, experiment_id, lock, uri
+from pipeline.tracking import ends, names
+from pipeline.tracking.store import MAX_TAG, TrackingError, connect, experiment_id, lock, uri, why
 
 log = logging.getLogger(__name__)
 
 KILLED = "KILLED"
-MAX_TAG = 5000  # MLflow refuses longer tag values
-PENDING = ".mlflow-pending"  # run ends the store could not take yet, in the project root
-QUICK_S = 5  # the longest a call may wait for a store that has just failed
 
 
 @contextmanager
@@ -61,7 +53,7 @@ def start(
         _end(status, f"{type(err).__name__}: {err}", quick=isinstance(err, MlflowException))
         if isinstance(err, MlflowException):
             raise TrackingError(
-                f"the MLflow store {uri()} failed during run {active.info.run_id}: {err.message}"
+                f"the MLflow store {uri()} failed during run {active.info.run_id}: {why(err)}"
             ) from None
         raise
     _end("FINISHED")
@@ -93,7 +85,7 @@ def _open(
     try:
         with lock():
             client = connect()
-            deliver(client)
+            ends.deliver(client)
             if run_id:
                 return mlflow.start_run(run_id=run_id, tags=owner())
             found = experiment_id(client, experiment)
@@ -119,7 +111,7 @@ def _unopened(experiment: str, run_id: str | None, err: MlflowException) -> Trac
             "retrain with `dvc repro -f train`, or `dvc exp run --no-run-cache`"
         )
     hint = f" ({'; or '.join(hints)})" if hints else ""
-    return TrackingError(f"cannot open {what} in the MLflow store {uri()}: {err.message}" + hint)
+    return TrackingError(f"cannot open {what} in the MLflow store {uri()}: {why(err)}" + hint)
 
 
 def _end(status: str, error: str | None = None, *, quick: bool = False) -> None:
@@ -131,92 +123,18 @@ def _end(status: str, error: str | None = None, *, quick: bool = False) -> None:
         return
     run_id = active.info.run_id
     try:
-        with _quick() if quick else contextlib.nullcontext():
+        with ends.quick() if quick else contextlib.nullcontext():
             if error:
                 mlflow.set_tag(names.ERROR, error[:MAX_TAG])
             mlflow.end_run(status)
         return
     except MlflowException as store_err:
-        failure = store_err.message.splitlines()[0]
-    with _quick():
+        failure = why(store_err)
+    with ends.quick():
         while (active := mlflow.active_run()) and active.info.run_id == run_id:
             with contextlib.suppress(MlflowException):
                 mlflow.end_run(status)  # MLflow pops its active run before asking the store
-    keep(run_id, status, error, failure)
-
-
-@contextmanager
-def _quick() -> Iterator[None]:
-    """MLflow's HTTP calls in this block try once, for QUICK_S at most."""
-    timeout = min(float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", QUICK_S)), QUICK_S)
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": f"{timeout:g}"}
-    saved = {name: os.environ.get(name) for name in quick}
-    os.environ.update(quick)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def terminate(run_id: str, status: str, error: str | None = None) -> None:
-    """End a run that is not MLflow's active run (a sweep's parent) `status`; where the
-    store fails, keep the end for later (`keep`)."""
-    try:
-        client = connect()
-        if error:
-            client.set_tag(run_id, names.ERROR, error[:MAX_TAG])
-        client.set_terminated(run_id, status)
-    except MlflowException as store_err:
-        keep(run_id, status, error, store_err.message)
-
-
-def _pending() -> Path:
-    return project_root() / PENDING
-
-
-def keep(run_id: str, status: str, error: str | None, failure: str) -> None:
-    """Keep a run's end that the store could not take (private: it names the store) for the
-    next run or sweep opened on this store to deliver (`deliver`)."""
-    end: dict[str, str | int | None] = {"run_id": run_id, "store": uri(), "status": status}
-    end |= {"error": error, "end_time": int(time.time() * 1000)}
-    path = _pending() / f"{run_id}.json"
-    path.parent.mkdir(exist_ok=True)
-    files.write_text(path, json.dumps(end, indent=2) + "\n", mode=0o600)
-    log.warning(
-        "could not mark the run %s %s in %s (%s): kept in %s, and marked as soon as a run or "
-        "sweep of this project opens on that store",
-        run_id,
-        status,
-        uri(),
-        failure,
-        path,
-    )
-
-
-def deliver(client: MlflowClient) -> list[str]:
-    """Mark in the store the run ends kept for it (`keep`), oldest first; return their ids.
-    Those of runs the store no longer has are dropped; the rest wait while it fails."""
-    delivered: list[str] = []
-    for path in sorted(_pending().glob("*.json"), key=lambda p: p.stat().st_mtime):
-        end = json.loads(path.read_text())
-        if end["store"] != uri():
-            continue
-        try:
-            if end["error"]:
-                client.set_tag(end["run_id"], names.ERROR, end["error"][:MAX_TAG])
-            client.set_terminated(end["run_id"], end["status"], end["end_time"])
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                return delivered
-        path.unlink()
-        delivered.append(end["run_id"])
-    if delivered:
-        log.info("marked %d run(s) as they ended while the store was away", len(delivered))
-    return delivered
+    ends.keep(run_id, status, error, failure)
 
 
 def owner() -> dict[str, str]:

@@ -26,6 +26,7 @@ from pipeline.tracking import names
 
 LOCK_TIMEOUT_S = 120
 TRAINING = "custom_model_development"  # the experiment kind of model training
+MAX_TAG = 5000  # MLflow refuses longer tag values
 ATTEMPTS = 3  # of a write that parallel jobs can race on (see duplicate_key)
 
 T = TypeVar("T")
@@ -120,6 +121,21 @@ def lock() -> Iterator[None]:
             f"waited {LOCK_TIMEOUT_S} s for {held.lock_file}, held by another "
             "pipeline process; is one stuck?"
         ) from None
+
+
+def why(err: MlflowException) -> str:
+    """What went wrong with the store, in a few words where it is an outage (MLflow's own
+    message is a paragraph of urllib3's), else MLflow's first line."""
+    message = err.message
+    tries = f"{int(os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', 0)) + 1} tries"
+    if "Connection refused" in message:
+        return f"connection refused ({tries})"
+    if "timed out" in message or "TimeoutError" in message:
+        each = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "?")
+        return f"no answer ({tries}, {each} s each); is the server stuck, or the network?"
+    if "too many 5" in message:  # urllib3's ResponseError('too many 500 error responses')
+        return f"it answered with server errors ({tries}); is its database up?"
+    return message.splitlines()[0][:500]
 
 
 def duplicate_key(err: MlflowException) -> bool:

@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from pipeline import files
-from pipeline.tracking import names, runs, store
+from pipeline.tracking import ends, names, runs, store
 
 RECORD = "sweep.json"
 MAX_NOTE = 8000  # MLflow refuses longer descriptions
@@ -49,7 +49,7 @@ def open_sweep(
     try:
         with store.lock():
             client = store.connect()
-            runs.deliver(client)
+            ends.deliver(client)
             found = store.experiment_id(client, experiment)
             runs.end_orphans(client, found)
             parent = client.create_run(
@@ -59,7 +59,7 @@ def open_sweep(
             )
         client.log_batch(
             parent.info.run_id,
-            params=[Param(key, str(value)[: runs.MAX_TAG]) for key, value in params.items()],
+            params=[Param(key, str(value)[: store.MAX_TAG]) for key, value in params.items()],
         )
     except MlflowException as err:
         raise store.TrackingError(
@@ -149,8 +149,8 @@ def annotate(metrics_by_run: dict[str, dict[str, float]]) -> None:
 
 def end(parent_id: str, status: str) -> None:
     """End a sweep's parent run FINISHED, FAILED or KILLED (kept for later where the store
-    fails: `runs.terminate`)."""
-    runs.terminate(parent_id, status)
+    fails: `ends.terminate`)."""
+    ends.terminate(parent_id, status)
 
 
 def end_own(status: str) -> list[str]:

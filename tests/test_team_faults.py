@@ -1,0 +1,155 @@
+"""A sweep on the team's server (`python -m pipeline.server`, with --auth) through an outage,
+for real on loopback: the server is stopped while a job trains and started again once that
+job has failed. The client's MLFLOW_TRACKING_URI holds the admin's password, as MLflow allows.
+
+Afterwards every run is in a true state, the later jobs succeeded, the report exists, and the
+password is nowhere the sweep wrote."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from pipeline import postgres
+from pipeline.tracking import ends, names
+
+from .helpers.data import write_prepared
+from .helpers.processes import answers, free_port, wait_for
+from .helpers.servers import reachable_folder
+
+pytestmark = pytest.mark.server
+pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test-all does)")
+try:
+    postgres.pg_program("initdb")
+except Exception as err:  # noqa: BLE001 - the reason is printed in the skip
+    pytest.skip(f"{err} (make test-all installs it)", allow_module_level=True)
+
+PASSWORD = "not-in-any-file-7f3a9c"
+LONG = 100000  # the epochs of the job the outage hits: it trains until the server goes
+
+
+def _team_server(data: Path, port: int, log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.server", "--data", str(data), "--auth"]
+            + ["--port", str(port), "--workers", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD},
+            start_new_session=True,
+        )
+
+
+def _up(server: subprocess.Popen, url: str, log: Path) -> None:
+    def up() -> bool:
+        assert server.poll() is None, log.read_text()[-3000:]
+        return answers(f"{url}/health", timeout=2)
+
+    wait_for(up, "the team server", timeout=120, every=0.5)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM, as Ctrl-C or a service manager sends it: the server stops MLflow, then the
+    database."""
+    if server.poll() is None:
+        server.terminate()
+        server.wait(timeout=90)
+
+
+def _training(client: MlflowClient) -> bool:
+    experiment = client.get_experiment_by_name("mnist")
+    return bool(
+        experiment
+        and client.search_runs(
+            [experiment.experiment_id], f"params.`train.epochs` = '{LONG}' and metrics.loss > 0"
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def outage():
+    """The sweep, its output, and what the server holds afterwards."""
+    folder = reachable_folder("mlflow-outage-")
+    port, log = free_port(), folder / "server.log"
+    url, secret_url = f"http://127.0.0.1:{port}", f"http://admin:{PASSWORD}@127.0.0.1:{port}"
+    project = folder / "project"
+    project.mkdir()
+    command = [sys.executable, "-m", "pipeline.sweep", "-m", f"train.epochs=2,{LONG},3"]
+    command += ["model.hidden_units=16", "checkpoints.enabled=false"]
+    command += [f"paths.prepared={write_prepared(project / 'prepared')}"]
+    command += [f"hydra.sweep.dir={project / 'multirun'}", f"hydra.run.dir={project / 'run'}"]
+    env = os.environ | {"DVC_ROOT": str(project), "MLFLOW_TRACKING_URI": secret_url}
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        env.pop(name, None)
+    server = _team_server(folder / "data", port, log)
+    sweep = None
+    try:
+        _up(server, url, log)
+        client = MlflowClient(secret_url)
+        with (project / "sweep.log").open("w") as out:
+            sweep = subprocess.Popen(command, cwd=project, stdout=out, stderr=out, env=env)
+        wait_for(lambda: _training(client), "the long job's first epoch", timeout=300)
+        _stop(server)
+        failed = f"error: the MLflow store {url} failed during run"
+        wait_for(lambda: failed in (project / "sweep.log").read_text(), "the job to fail", 180)
+        server = _team_server(folder / "data", port, log)
+        _up(server, url, log)
+        assert sweep.wait(timeout=600) == 1
+        experiment = client.get_experiment_by_name("mnist").experiment_id
+        yield project, (project / "sweep.log").read_text(), client.search_runs([experiment])
+    finally:
+        if sweep is not None and sweep.poll() is None:
+            sweep.kill()
+        _stop(server)
+        if os.environ.get("KEEP_OUTAGE"):
+            print(folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _by_epochs(found: list) -> dict[str, object]:
+    return {r.data.params["train.epochs"]: r for r in found if names.SWEEP not in r.data.tags}
+
+
+def test_the_job_an_outage_kills_is_failed_and_every_run_is_in_a_true_state(outage):
+    project, output, found = outage
+    jobs = _by_epochs(found)
+    statuses = {epochs: run.info.status for epochs, run in jobs.items()}
+    assert statuses == {"2": "FINISHED", str(LONG): "FAILED", "3": "FINISHED"}
+    error = jobs[str(LONG)].data.tags["error"]
+    assert error.startswith("MlflowException: ") and "127.0.0.1" in error
+    (parent,) = [r for r in found if r.data.tags.get(names.SWEEP) == "parent"]
+    assert parent.info.status == "FAILED"
+    assert "1 of 3 jobs failed" in output
+    assert f"could not mark the run {jobs[str(LONG)].info.run_id} FAILED" in output
+    assert "marked 1 run(s) as they ended while the store was away" in output
+    assert not list((project / ends.PENDING).glob("*.json"))  # all delivered
+    assert "is already active" not in output and "Traceback" not in output
+
+
+def test_the_jobs_after_an_outage_succeed_and_the_report_is_written(outage):
+    project, _, found = outage
+    after = _by_epochs(found)["3"]
+    assert "test_accuracy" in after.data.metrics
+    assert (project / "multirun" / "sweep_report.md").is_file()
+    (parent,) = [r for r in found if r.data.tags.get(names.SWEEP) == "parent"]
+    assert parent.data.metrics["jobs"] == 3
+
+
+def test_the_password_in_the_tracking_uri_is_nowhere_the_sweep_wrote(outage):
+    project, output, found = outage
+    assert "View run" in output  # MLflow's own lines, printed without it
+    assert PASSWORD not in output
+    for path in project.rglob("*"):
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
+    for run in found:
+        assert PASSWORD not in repr(run.data.tags) + repr(run.data.params), run.info.run_id
+    for record in (project / "multirun").rglob("run.json"):
+        assert record.stat().st_mode & 0o777 == 0o600
