@@ -4,6 +4,7 @@ the bounds a value must keep, which `config.validate` checks and quotes when one
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field
@@ -58,6 +59,16 @@ def of(item: Field) -> Bound | None:
 def at_least(low: int) -> Any:
     """A number of at least `low`."""
     return bounded(f">= {low}", lambda value: value >= low)
+
+
+def finite(low: float, above: bool = False) -> Any:
+    """A number of at least `low` (above it, with `above`), neither inf nor nan: YAML reads
+    `.inf` and `1e400` as infinity, Hydra `inf` and `nan`, and a learning rate of inf would
+    train a model of NaN weights."""
+    rule = f"a finite number {'>' if above else '>='} {low}"
+    return bounded(
+        rule, lambda value: math.isfinite(value) and (value > low if above else value >= low)
+    )
 
 
 def named() -> Any:

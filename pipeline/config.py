@@ -57,7 +57,7 @@ class EarlyStoppingConfig:
     enabled: bool = MISSING
     monitor: Monitor = MISSING
     patience: int = bounds.at_least(1)
-    min_delta: float = bounds.bounded(">= 0", lambda value: value >= 0)
+    min_delta: float = bounds.finite(0)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class TrainConfig:
     epochs: int = bounds.at_least(1)
     batch_size: int = bounds.at_least(1)
     optimizer: Optimizer = MISSING
-    learning_rate: float = bounds.bounded("> 0", lambda value: value > 0)
+    learning_rate: float = bounds.finite(0, above=True)
     loss: Loss = MISSING
     validation_split: float = bounds.bounded("in [0, 1)", lambda value: 0 <= value < 1)
     seed: int = bounds.at_least(0)
@@ -159,6 +159,15 @@ def _default(key: str) -> Any:
     return node
 
 
+def _example(key: str) -> str:
+    """` (for example train.seed=42)`, conf/'s own value, for a key that holds one value."""
+    try:
+        value = _default(key)
+    except (KeyError, TypeError):  # not a key of conf/
+        return ""
+    return "" if isinstance(value, dict | list) else f" (for example {key}={value})"
+
+
 def _known(section: str) -> list[str]:
     """The keys a section (`train`, or `` for the top) may hold."""
     schema: Any = Config
@@ -167,8 +176,9 @@ def _known(section: str) -> list[str]:
     return [item.name for item in dataclasses.fields(schema)]
 
 
-def validate(raw: Any, source: str) -> Config:
-    """Check a plain mapping against the schema; raise ConfigError naming the bad key."""
+def validate(raw: Any, source: str, fix: str = "") -> Config:
+    """Check a plain mapping against the schema; raise ConfigError naming the bad key, and
+    ending with `fix` where a value is wrong (what to do about the file it came from)."""
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}: expected a mapping of config sections, got "
@@ -185,20 +195,20 @@ def validate(raw: Any, source: str) -> Config:
         raise ConfigError(
             f"{source}: unknown key {key!r}; known keys"
             f"{' under ' + parent if parent else ''}: "
-            f"{', '.join(_known(parent))}"
+            f"{', '.join(_known(parent))}{fix}"
         ) from None
     except MissingMandatoryValue as err:
         key = str(err.full_key)
         raise ConfigError(
             f"{source}: {key} is missing (for example {key}={_default(key)}); "
-            "regenerate the file from "
-            "conf/ with `python -m pipeline.config`"
+            "regenerate the file from conf/ with `python -m pipeline.config`"
         ) from None
     except OmegaConfBaseException as err:
         problem = str(err.msg).splitlines()[0]
-        raise ConfigError(f"{source}: {err.full_key}: {problem}") from None
+        key = str(err.full_key)
+        raise ConfigError(f"{source}: {key}: {problem}{_example(key)}{fix}") from None
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise ConfigError(f"{source}: {err}{fix}") from None
     return cfg
 
 
@@ -217,7 +227,12 @@ def load(path: str | os.PathLike[str] = PARAMS_FILE) -> Config:
             f"{path} is not valid YAML ({err}); regenerate it from conf/ "
             "with `python -m pipeline.config`"
         ) from None
-    return validate(raw, str(path))
+    # DVC writes params.yaml before any stage checks it: a failed `dvc exp run -S` leaves it.
+    fix = (
+        f"; {path} holds it (a hand edit, or a failed dvc exp run -S): "
+        "recompose it from conf/ with `python -m pipeline.config`"
+    )
+    return validate(raw, str(path), fix)
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> dict:
@@ -245,7 +260,7 @@ def _composed(overrides: tuple[str, ...], conf_dir: Path = CONF_DIR) -> dict:
         else:
             with initialize_config_dir(str(conf_dir), version_base="1.3"):
                 cfg = hydra_compose("config", overrides=list(overrides))
-    except HydraException as err:
+    except (HydraException, ValueError) as err:  # ValueError: `train=5` (a group's option)
         raise ConfigError(f"cannot compose {conf_dir} with {list(overrides)}: {err}") from None
     plain: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     plain.pop("hydra", None)

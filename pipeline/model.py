@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import keras
 import numpy as np
 
 from pipeline import PipelineError, files, internals
-from pipeline.config import Loss, ModelConfig, Optimizer, TrainConfig
+from pipeline.config import ConfigError, Loss, ModelConfig, Optimizer, TrainConfig
 from pipeline.mnist import INPUT_DIM, NUM_CLASSES
 
 _OPTIMIZERS = {
@@ -24,9 +25,82 @@ class ModelError(PipelineError):
     """A saved model is missing, truncated or not a Keras model."""
 
 
+class TooLargeError(ConfigError):
+    """The model configured would need more memory to train than the machine has free."""
+
+
+# Training holds, per parameter, float32 copies of: the weights, their gradients, and the
+# optimizer's state (RMSprop: its mean of squared gradients; Adam: two moments; SGD without
+# momentum: none). Keras on JAX donates the old state to each step, so no further copy is
+# counted. Per digit of a batch: the input, the hidden layer before and after its activation
+# (kept for the backward pass) and its gradient, and the output's three. A floor, not a
+# ceiling (XLA's temporaries, the data, the process itself come on top; at 100,000 hidden
+# units it says 1.1 GB, where the peak memory grew by 1.4 GB): a model refused here cannot
+# train, one just under it may still run out.
+_COPIES = {Optimizer.rmsprop: 3, Optimizer.adam: 4, Optimizer.sgd: 2}
+_MOST_IN_A_BATCH = 60_000  # MNIST's training digits: a larger batch_size makes no larger batch
+_FLOAT32 = 4  # bytes
+
+
+def parameters(hidden_units: int) -> int:
+    """The weights and biases of Dense(784 -> hidden) and Dense(hidden -> 10)."""
+    return (INPUT_DIM + 1) * hidden_units + (hidden_units + 1) * NUM_CLASSES
+
+
+def training_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
+    """About how much memory training the model takes: see _COPIES."""
+    weights = parameters(model_cfg.hidden_units) * _COPIES[train_cfg.optimizer]
+    per_digit = INPUT_DIM + 3 * model_cfg.hidden_units + 3 * NUM_CLASSES
+    batch = min(train_cfg.batch_size, _MOST_IN_A_BATCH) * per_digit
+    return (weights + batch) * _FLOAT32
+
+
+def free_memory() -> int | None:
+    """Bytes the machine can give without swapping: MemAvailable (Linux), else the free pages
+    (fewer: the page cache is not counted); None where neither can be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # not a name this system knows (macOS)
+        return None
+
+
+def _size(count: float) -> str:
+    """21.3 GB, 1.1 TB: bytes in powers of 1000, as `free -H` and `df -H` give them."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """A TooLargeError, before anything is allocated, for a model whose training cannot fit
+    in the free memory: XLA would fail with dozens of lines, or the kernel kill the process."""
+    needed, free = training_bytes(model_cfg, train_cfg), free_memory()
+    if free is None or needed <= free:
+        return
+    units = model_cfg.hidden_units
+    weights = parameters(units) * _COPIES[train_cfg.optimizer] * _FLOAT32
+    batch = "" if weights >= needed - weights else " or a smaller train.batch_size"
+    raise TooLargeError(
+        f"model.hidden_units={units} needs about {_size(needed)} to train "
+        f"({parameters(units):,} parameters, batches of {train_cfg.batch_size}), more than "
+        f"the {_size(free)} this machine has free: choose fewer hidden units{batch}"
+    )
+
+
 def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
     """Dense(hidden, activation) -> Dense(10, softmax), compiled as the notebook compiles it
-    (plus `steps_per_execution`, which changes the speed, not the result)."""
+    (plus `steps_per_execution`, which changes the speed, not the result); a TooLargeError
+    first for one whose training cannot fit in memory."""
+    check_fits(model_cfg, train_cfg)
     model = keras.Sequential(
         [
             keras.Input((INPUT_DIM,)),

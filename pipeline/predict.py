@@ -13,8 +13,10 @@ grayscale, white digit on black, in [0, 1]. A dark digit on a light background i
 A larger image is fitted the way MNIST was made: the digit's bounding box scaled to 20x20 and
 centred by its centre of mass in 28x28. An `.npy` holds images (N x 28 x 28, N x 784 or one
 28 x 28), an `.npz` one or more such arrays (others, like labels, are skipped); 0-255 or
-[0, 1]. Each input prints its predicted digit and probability; a file that cannot be read
-prints its error and the others go on (the exit status is then 1).
+[0, 1], finite: a file holding NaN, infinities or values outside 0-255 is refused, the model
+never saw such digits. Each input prints its predicted digit and probability; a file that
+cannot be read or is refused prints its error and the others go on (the exit status is then
+1, as it is when no file could be used).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 class InputError(PipelineError):
     """One input cannot be turned into a digit image; the message says why."""
+
+
+class ValuesError(InputError):
+    """An array shaped as digit images holds values no image has: in an `.npz` it refuses
+    the file, where an array of another shape (labels) is skipped."""
 
 
 def _fit(gray: np.ndarray) -> np.ndarray:
@@ -83,6 +90,24 @@ def from_image(image: Image.Image) -> np.ndarray:
     return gray.reshape(SIDE * SIDE)
 
 
+def _not_pixels(array: np.ndarray) -> str | None:
+    """What no pixel is, said with how many and the range found: NaN, infinities, values
+    outside 0-255 (which scaling would make a digit of without a word); None if all are."""
+    values = array.ravel()
+    numbers = values[~np.isnan(values)]
+    nan, infinite = values.size - numbers.size, int(np.isinf(numbers).sum())
+    outside = int(np.count_nonzero((numbers < 0) | (numbers > 255))) - infinite
+    if not nan + infinite + outside:
+        return None
+    counts = ((nan, "NaN"), (infinite, "infinite"), (outside, "outside 0-255"))
+    found = f"{numbers.min():g} to {numbers.max():g}" if numbers.size else "no number"
+    return (
+        f"{nan + infinite + outside} of {values.size} values cannot be pixels "
+        f"({', '.join(f'{count} {what}' for count, what in counts if count)}; found {found}): "
+        "expected finite numbers from 0 to 255, or from 0 to 1"
+    )
+
+
 def from_arrays(name: str, array: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Images held in an array, as (name, 784 floats) pairs; InputError if it holds none."""
     if array.shape == (SIDE, SIDE):
@@ -92,8 +117,10 @@ def from_arrays(name: str, array: np.ndarray) -> list[tuple[str, np.ndarray]]:
             f"shape {array.shape} holds no {SIDE}x{SIDE} images (expected "
             f"N x {SIDE} x {SIDE}, N x {SIDE * SIDE} or {SIDE} x {SIDE})"
         )
-    if not np.issubdtype(array.dtype, np.number) or len(array) == 0:
+    if array.dtype.kind not in "iuf" or len(array) == 0:  # complex would lose a part
         raise InputError(f"{len(array)} images of dtype {array.dtype}: expected numbers")
+    if (wrong := _not_pixels(array)) is not None:
+        raise ValuesError(wrong)
     flat = array.reshape(len(array), SIDE * SIDE).astype(np.float32)
     if flat.max(initial=0) > 1:  # 0-255, as mnist.npz stores them
         flat /= 255
@@ -112,6 +139,8 @@ def read(path: Path) -> list[tuple[str, np.ndarray]]:
                 for key in loaded.files:
                     try:
                         found += from_arrays(f"{path}:{key}", loaded[key])
+                    except ValuesError as err:
+                        raise ValuesError(f"array {key}: {err}") from None
                     except InputError as err:
                         log.info("skipping %s:%s: %s", path, key, err)
             if not found:

@@ -49,8 +49,12 @@ def test_overrides_are_applied_and_typed():
         ("train.epochs=0", "train.epochs", "must be >= 1, got 0"),
         ("train.epochs=-1", "train.epochs", "must be >= 1, got -1"),
         ("train.batch_size=0", "train.batch_size", "must be >= 1, got 0"),
-        ("train.learning_rate=0", "train.learning_rate", "must be > 0"),
-        ("train.learning_rate=-0.1", "train.learning_rate", "must be > 0"),
+        ("train.learning_rate=0", "train.learning_rate", "must be a finite number > 0, got 0"),
+        ("train.learning_rate=-0.1", "train.learning_rate", "must be a finite number > 0"),
+        ("train.learning_rate=inf", "train.learning_rate", "finite number > 0, got inf"),
+        ("train.learning_rate=1e400", "train.learning_rate", "finite number > 0, got inf"),
+        ("train.learning_rate=nan", "train.learning_rate", "finite number > 0, got nan"),
+        ("train.early_stopping.min_delta=inf", "min_delta", "a finite number >= 0, got inf"),
         ("train.validation_split=1", "train.validation_split", "must be in [0, 1)"),
         ("train.validation_split=-0.1", "train.validation_split", "must be in [0, 1)"),
         ("model.hidden_units=0", "model.hidden_units", "must be >= 1"),
@@ -60,7 +64,7 @@ def test_overrides_are_applied_and_typed():
         ("+train.epocs=5", "train.epocs", "known keys under train: epochs, batch_size"),
         ("train.train_sample=-1", "train.train_sample", "must be >= 0, got -1"),
         ("train.early_stopping.patience=0", "train.early_stopping.patience", "must be >= 1"),
-        ("train.early_stopping.min_delta=-0.01", "train.early_stopping.min_delta", "must be >= 0"),
+        ("train.early_stopping.min_delta=-0.01", "min_delta", "must be a finite number >= 0"),
         ("train.early_stopping.monitor=loss", "train.early_stopping.monitor", "val_loss, val_acc"),
     ],
 )
@@ -195,3 +199,45 @@ def test_a_range_error_takes_its_example_from_conf(tmp_path):
     params.write_text(yaml.safe_dump(plain))
     with pytest.raises(ConfigError, match=r"got 0 \(for example model\.hidden_units=512\)"):
         config.load(params)
+
+
+def test_an_infinite_learning_rate_in_params_yaml_is_refused_with_an_example(tmp_path):
+    """YAML's `.inf` is a float: no type check stops it, the bound does."""
+    path = tmp_path / "params.yaml"
+    path.write_text(config.dump(config.compose()).replace("rate: 0.001", "rate: .inf"))
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert str(caught.value).startswith(
+        f"{path}: train.learning_rate must be a finite number > 0, got inf "
+        "(for example train.learning_rate=0.001); "
+    )
+
+
+def test_a_bad_value_in_params_yaml_says_how_to_recompose_it(tmp_path):
+    """What a failed `dvc exp run -S train.seed=abc` leaves: the stages after it all refuse
+    params.yaml, so the one line says where the value is and how to get the file back."""
+    path = tmp_path / "params.yaml"
+    path.write_text(config.dump(config.compose()).replace("seed: 42", "seed: abc"))
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert str(caught.value) == (
+        f"{path}: train.seed: Value 'abc' of type 'str' could not be converted to Integer "
+        f"(for example train.seed=42); {path} holds it (a hand edit, or a failed dvc exp "
+        "run -S): recompose it from conf/ with `python -m pipeline.config`"
+    )
+    params.main(["--output", str(path)])  # the advice, followed
+    assert config.load(path).train.seed == 42
+
+
+def test_a_bad_override_on_the_command_line_names_no_file_to_recompose():
+    with pytest.raises(ConfigError) as caught:
+        config.compose(["train.seed=abc"])
+    assert str(caught.value).endswith(
+        "train.seed: Value 'abc' of type 'str' could not be converted to Integer "
+        "(for example train.seed=42)"
+    )
+
+
+def test_a_value_for_a_config_group_is_one_line_not_hydras_traceback():
+    with pytest.raises(ConfigError, match=r"cannot compose .*\['train=5'\]: Config group"):
+        config.compose(["train=5"])

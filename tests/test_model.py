@@ -3,6 +3,9 @@ missing one or a damaged one; on tiny synthetic digits."""
 
 from __future__ import annotations
 
+import builtins
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -86,3 +89,82 @@ def test_a_damaged_model_given_to_evaluate_or_predict_is_named_as_damaged(tmp_pa
         assert "models/model.keras is not a loadable Keras model" in done.stderr
         assert "No such file" not in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "reports" / "metrics.json").exists()
+
+
+def _config(*overrides: str) -> config.Config:
+    return config.validate(config.compose(list(overrides)), "test")
+
+
+def test_the_parameters_counted_are_the_models():
+    cfg = _config("model.hidden_units=16")
+    assert model.parameters(16) == model.build(cfg.model, cfg.train).count_params()
+
+
+def test_a_model_too_large_for_the_free_memory_is_refused_before_keras_builds_it(monkeypatch):
+    monkeypatch.setattr(model, "free_memory", lambda: 21_300_000_000)
+    monkeypatch.setattr(keras, "Sequential", None)  # nothing of Keras is reached
+    cfg = _config("model.hidden_units=100000000")
+    with pytest.raises(model.TooLargeError) as caught:
+        model.build(cfg.model, cfg.train)
+    assert str(caught.value) == (
+        "model.hidden_units=100000000 needs about 1.1 TB to train (79,500,000,010 parameters, "
+        "batches of 128), more than the 21.3 GB this machine has free: choose fewer hidden units"
+    )
+    assert isinstance(caught.value, config.ConfigError)  # one line, exit 1 (entry.run)
+
+
+def test_the_estimate_is_weights_gradients_optimizer_state_and_a_batch():
+    """RMSprop keeps one value per weight, Adam two, SGD (no momentum) none; a batch holds
+    the input, the hidden layer twice and its gradient, and the output's three per digit."""
+    per_digit = 784 + 3 * 1000 + 30
+    for optimizer, copies in (("rmsprop", 3), ("adam", 4), ("sgd", 2)):
+        cfg = _config("model.hidden_units=1000", f"train.optimizer={optimizer}")
+        expected = 4 * (model.parameters(1000) * copies + 128 * per_digit)
+        assert model.training_bytes(cfg.model, cfg.train) == expected, optimizer
+    huge_batch = _config("model.hidden_units=1000", "train.batch_size=10000000")
+    assert model.training_bytes(huge_batch.model, huge_batch.train) == 4 * (
+        model.parameters(1000) * 3 + 60_000 * per_digit
+    ), "a batch is never larger than MNIST's training digits"
+
+
+def test_when_the_batch_is_what_does_not_fit_the_line_says_so_too(monkeypatch):
+    monkeypatch.setattr(model, "free_memory", lambda: 10_000_000_000)
+    cfg = _config("model.hidden_units=100000", "train.batch_size=60000")
+    with pytest.raises(model.TooLargeError) as caught:
+        model.check_fits(cfg.model, cfg.train)
+    assert str(caught.value) == (
+        "model.hidden_units=100000 needs about 73.1 GB to train (79,500,010 parameters, "
+        "batches of 60000), more than the 10.0 GB this machine has free: choose fewer hidden "
+        "units or a smaller train.batch_size"
+    )
+
+
+def test_the_default_model_fits_in_the_free_memory_here_and_small_machines():
+    cfg = config.defaults()
+    free = model.free_memory()
+    assert free is not None and free > 100_000_000, "MemAvailable not read"
+    model.check_fits(cfg.model, cfg.train)
+    assert model.training_bytes(cfg.model, cfg.train) < 10_000_000  # 6.1 MB: any machine
+
+
+def test_free_memory_falls_back_to_sysconf_and_to_no_check(monkeypatch):
+    """Without /proc/meminfo (macOS, BSD): the free pages; where even those cannot be read,
+    no refusal: the model is built, as before this check."""
+    real_open = builtins.open
+
+    def no_meminfo(path, *args, **kwargs):
+        if str(path) == "/proc/meminfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_meminfo)
+    monkeypatch.setattr(os, "sysconf", {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}.get)
+    assert model.free_memory() == 4_096_000
+
+    def unknown(name):
+        raise ValueError(f"unrecognized configuration name {name!r}")
+
+    monkeypatch.setattr(os, "sysconf", unknown)
+    assert model.free_memory() is None
+    cfg = _config("model.hidden_units=100000000")
+    model.check_fits(cfg.model, cfg.train)

@@ -87,6 +87,67 @@ def test_arrays_in_npz_and_npy_are_read_with_0_255_scaled(tmp_path):
     assert max(x.max() for _, x in named) == 1.0
 
 
+def _with(value: float, at: tuple = (0, 0, 0), dtype=np.float32) -> np.ndarray:
+    """Two 0-255 digits, one value of them replaced."""
+    images = np.stack([_digit(0), _digit(5)]).astype(dtype)
+    images[at] = value
+    return images
+
+
+EXPECTED = "expected finite numbers from 0 to 255, or from 0 to 1"
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("nan.npy", lambda p: np.save(p, _with(np.nan)), "1 NaN; found 0 to 255"),
+        ("inf.npy", lambda p: np.save(p, _with(np.inf)), "1 infinite; found 0 to inf"),
+        ("bright.npy", lambda p: np.save(p, _with(1000.0)), "1 outside 0-255; found 0 to 1000"),
+        ("negative.npy", lambda p: np.save(p, _with(-0.5)), "1 outside 0-255; found -0.5 to 255"),
+        (
+            "wide.npy",
+            lambda p: np.save(p, _with(-1, dtype=np.int16)),
+            "1 outside 0-255; found -1 to 255",
+        ),
+        (
+            "float64.npy",
+            lambda p: np.save(p, _with(1e300, dtype=np.float64)),
+            "1 outside 0-255; found 0 to 1e+300",
+        ),
+        ("all-nan.npy", lambda p: np.save(p, np.full((28, 28), np.nan)), "784 NaN; found no"),
+    ],
+)
+def test_values_no_image_has_are_refused_saying_how_many_and_the_range(
+    tmp_path, name, make, message
+):
+    """Refused, not scaled by 1/255 into a digit the model would classify without a word."""
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(predict.InputError) as caught:
+        predict.read(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert f"values cannot be pixels ({message}" in str(caught.value)
+    assert str(caught.value).endswith(EXPECTED)
+
+
+def test_a_bad_array_in_an_npz_refuses_the_file_naming_the_array(tmp_path):
+    """Labels are skipped; an array of digit images holding NaN is not: it is an error."""
+    path = tmp_path / "arrays.npz"
+    np.savez(path, x_test=_with(np.nan, at=(1, 3, 3)), y_test=np.array([1, 1]))
+    with pytest.raises(predict.InputError) as caught:
+        predict.read(path)
+    assert str(caught.value) == (
+        f"{path}: array x_test: 1 of 1568 values cannot be pixels (1 NaN; found 0 to 255): "
+        + EXPECTED
+    )
+
+
+def test_complex_arrays_are_refused_rather_than_cast(tmp_path):
+    np.save(tmp_path / "complex.npy", np.zeros((28, 28), dtype=np.complex64))
+    with pytest.raises(predict.InputError, match="dtype complex64: expected numbers"):
+        predict.read(tmp_path / "complex.npy")
+
+
 @pytest.fixture
 def champion(tiny_cfg, tmp_path):
     """A tiny model trained on synthetic digits, registered as the champion."""
@@ -118,3 +179,20 @@ def test_an_unknown_model_says_how_to_get_one(tmp_path):
         predict.load("models:/nothing-here@champion")
     with pytest.raises(PipelineError, match="does not exist"):
         predict.load(str(tmp_path / "model.keras"))
+
+
+def test_a_refused_file_is_reported_and_the_good_ones_still_predicted(
+    champion, tmp_path, monkeypatch, capsys, caplog
+):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "good.npy", _with(255.0))
+    np.save(tmp_path / "nan.npy", _with(np.nan))
+    with pytest.raises(PipelineError, match="^1 of 2 inputs could not be read"):
+        predict.main([str(tmp_path / "nan.npy"), str(tmp_path / "good.npy")])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [f"{tmp_path}/good.npy[{i}]" for i in (0, 1)]
+    assert "nan" not in " ".join(lines)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"error: {tmp_path}/nan.npy: 1 of 1568 values cannot be pixels (1 NaN; found 0 to "
+        f"255): {EXPECTED}"
+    ]
