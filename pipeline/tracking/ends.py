@@ -25,24 +25,22 @@ from pipeline.tracking.store import MAX_TAG, connect, uri, why
 log = logging.getLogger(__name__)
 
 PENDING = ".mlflow-pending"  # in the project root
-QUICK_S = 5  # the longest a call may wait for a store that has just failed
+RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 
 @contextmanager
 def quick() -> Iterator[None]:
-    """MLflow's HTTP calls in this block try once, for QUICK_S at most."""
-    timeout = min(float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", QUICK_S)), QUICK_S)
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": f"{timeout:g}"}
-    saved = {name: os.environ.get(name) for name in quick}
-    os.environ.update(quick)
+    """MLflow's HTTP calls in this block try once: for a store that has just failed after
+    all its retries."""
+    saved = os.environ.get(RETRIES)
+    os.environ[RETRIES] = "0"
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if saved is None:
+            os.environ.pop(RETRIES, None)
+        else:
+            os.environ[RETRIES] = saved
 
 
 def terminate(run_id: str, status: str, reason: str | None = None) -> None:

@@ -127,14 +127,15 @@ def why(err: MlflowException) -> str:
     """What went wrong with the store, in a few words where it is an outage (MLflow's own
     message is a paragraph of urllib3's), else MLflow's first line."""
     message = err.message
-    tries = f"{int(os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', 0)) + 1} tries"
     if "Connection refused" in message:
-        return f"connection refused ({tries})"
+        return "connection refused"
+    if "Connection aborted" in message or "RemoteDisconnected" in message:
+        return "the connection was cut"
     if "timed out" in message or "TimeoutError" in message:
         each = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "?")
-        return f"no answer ({tries}, {each} s each); is the server stuck, or the network?"
+        return f"no answer in {each} s; is the server stuck, or the network?"
     if "too many 5" in message:  # urllib3's ResponseError('too many 500 error responses')
-        return f"it answered with server errors ({tries}); is its database up?"
+        return "it answers with server errors; is its database up?"
     return message.splitlines()[0][:500]
 
 
