@@ -35,6 +35,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import (
@@ -49,7 +50,7 @@ from pipeline import (
     sweep_report,
     sweep_text,
 )
-from pipeline.tracking import names, runs, sweeps
+from pipeline.tracking import names, runs, store, sweeps
 from pipeline.tracking.sweeps import Sweep
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,14 @@ def _close(hydra_config: DictConfig) -> None:
         report = sweep_report.publish(parent, folder)
         if report.best is not None and report.chosen_run is not None:
             _register(_base(hydra_config), report.best, report.chosen_run)
-    except Exception:
-        sweeps.end(parent, "FAILED")  # never left RUNNING
+    except Exception as err:
+        sweeps.end(parent, "FAILED")  # never left RUNNING (or kept for later: tracking.ends)
+        if isinstance(err, MlflowException):
+            raise store.TrackingError(
+                f"the MLflow store {store.uri()} failed while the sweep's report was "
+                f"published: {store.why(err)}; its jobs' runs are there, rerun "
+                f"`python -m pipeline.sweep_report {parent}` once it answers"
+            ) from None
         raise
     failed = sweep_text.failed(report.rows)
     sweeps.end(parent, "FAILED" if failed else "FINISHED")
