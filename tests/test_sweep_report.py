@@ -124,3 +124,21 @@ def test_one_seed_gives_no_interval_and_says_so():
         "would)."
     )
     assert "(" not in sweep_text.configurations_table(configurations).split("\n")[2]
+
+
+def test_a_job_still_running_or_never_ended_has_no_time_and_the_report_goes_on():
+    """MLflow leaves end_time empty (None) for a run not ended: RUNNING, or one whose end a
+    store that was down could not take yet (pipeline.tracking.ends)."""
+    runs = _search_runs(
+        [
+            {"epochs": 1, "batch_size": 8, "val_accuracy": 0.9},
+            {"status": "RUNNING", "epochs": 2, "batch_size": 8},
+        ]
+    )
+    runs["end_time"] = [runs["end_time"][0], None]
+    rows = sweep_report.table(runs)
+    assert rows["time_s"].tolist()[0] == 10.0 and pd.isna(rows["time_s"].tolist()[1])
+    assert rows["status"].tolist() == ["FINISHED", "RUNNING"]
+    assert "RUNNING" in sweep_text.jobs_table(rows)
+    runs["end_time"] = None  # every job unended: the column holds no time at all
+    assert sweep_report.table(runs)["time_s"].isna().all()
