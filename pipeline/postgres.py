@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +24,14 @@ from pipeline import PipelineError
 log = logging.getLogger(__name__)
 
 DB_USER = "mlflow"
+CONNECT_SECONDS = 5  # a connection the database does not accept by then fails
+RESTART_TRIES = 3
+RESTART_PAUSE = 2.0  # seconds between tries: the backends of a killed postmaster exit meanwhile
+# What PostgreSQL's programs get of our environment: what they run with, and nothing else. The
+# MLflow server's secrets (the admin password, its secret key, cloud keys for the artifacts)
+# stay out of processes that anyone with the database's superuser can read, with COPY ...
+# PROGRAM 'cat /proc/self/environ'.
+PG_ENVIRONMENT = ("PATH", "LANG", "LANGUAGE", "TZ")
 
 
 def pg_program(name: str) -> str:
@@ -57,8 +66,18 @@ def _owner() -> pwd.struct_passwd | None:
         ) from None
 
 
+def pg_environment() -> dict[str, str]:
+    """The environment PostgreSQL's programs run in: PG_ENVIRONMENT and the locale (LC_*)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in PG_ENVIRONMENT or name.startswith("LC_")
+    }
+
+
 def _pg(*args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a PostgreSQL program as the cluster's owner; a PipelineError if it fails."""
+    """Run a PostgreSQL program as the cluster's owner, in `pg_environment()`; a
+    PipelineError if it fails."""
     owner = _owner()
     done = subprocess.run(
         [pg_program(args[0]), *args[1:]],
@@ -66,11 +85,13 @@ def _pg(*args: str, timeout: float = 90, check: bool = True) -> subprocess.Compl
         text=True,
         timeout=timeout,
         cwd="/",
+        env=pg_environment(),
         user=owner.pw_uid if owner else None,
         group=owner.pw_gid if owner else None,
     )
     if check and done.returncode != 0:
-        raise PipelineError(f"{args[0]} failed: {(done.stderr or done.stdout).strip()}")
+        said = " ".join((done.stderr or done.stdout).split())
+        raise PipelineError(f"{args[0]} failed: {said}")
     return done
 
 
@@ -138,15 +159,73 @@ class Postgres:
         self.socket_dir = Path(tempfile.mkdtemp(prefix="mlflow-pg-"))
         try:
             _give(self.socket_dir)
-            options = f"-c listen_addresses='' -p 5432 -k {shlex.quote(str(self.socket_dir))}"
-            self._pg_ctl("start", "--log", str(self.pgdata / "server.log"), "--options", options)
+            self._start()
             try:
                 yield self.uri("mlflow")
             finally:
-                self._pg_ctl("stop", "--mode", "fast")
-                log.info("stopped the database %s", self.pgdata)
+                self._stop()
         finally:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def _start(self) -> None:
+        """pg_ctl start: no TCP port, the socket in `socket_dir`, its log in server.log."""
+        options = f"-c listen_addresses='' -p 5432 -k {shlex.quote(str(self.socket_dir))}"
+        self._pg_ctl("start", "--log", str(self.log_file), "--options", options)
+
+    def _stop(self) -> None:
+        """pg_ctl stop, unless it has stopped already (it died, and could not be restarted)."""
+        if self.up():
+            self._pg_ctl("stop", "--mode", "fast")
+            log.info("stopped the database %s", self.pgdata)
+
+    @property
+    def log_file(self) -> Path:
+        return self.pgdata / "server.log"
+
+    def restart(self) -> None:
+        """Start it again after it died (`running()` started it): the same socket folder and
+        options, RESTART_TRIES tries RESTART_PAUSE seconds apart; a PipelineError saying why
+        (PostgreSQL's last FATAL line meanwhile) if none succeeds."""
+        logged = self.log_file.stat().st_size if self.log_file.is_file() else 0
+        for attempt in range(RESTART_TRIES):
+            if attempt:
+                time.sleep(RESTART_PAUSE)
+            try:
+                self._start()
+                return
+            except PipelineError as err:
+                failed = err
+        raise PipelineError(
+            f"the database in {self.pgdata} stopped and did not start again in "
+            f"{RESTART_TRIES} tries ({self._last_fatal(logged) or failed}): see {self.log_file}"
+        )
+
+    def _last_fatal(self, offset: int) -> str | None:
+        """PostgreSQL's last FATAL line in its log after `offset`, without its date."""
+        with contextlib.suppress(OSError), open(self.log_file, "rb") as log_file:
+            log_file.seek(offset)
+            lines = log_file.read().decode(errors="replace").splitlines()
+            fatal = [
+                " ".join(line[line.index("FATAL") :].split()) for line in lines if "FATAL" in line
+            ]
+            return fatal[-1] if fatal else None
+        return None
+
+    def stopped(self) -> str | None:
+        """Why its postmaster is not running, or None while it is: the pid in postmaster.pid,
+        a live process. No program is started, so the server can ask every few seconds."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return "its postmaster has exited: there is no postmaster.pid"
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except ProcessLookupError:
+            return f"its postmaster, pid {pid}, has exited"
+        except (OSError, IndexError):
+            return None  # not ours to signal (it is there), or no /proc to ask
+        return f"its postmaster, pid {pid}, has exited" if state in ("Z", "X") else None
 
     def _pg_ctl(self, command: str, *args: str) -> None:
         """`pg_ctl COMMAND` on this cluster, waiting at most a minute for it to finish."""
@@ -156,7 +235,12 @@ class Postgres:
         return _pg("pg_ctl", "status", "--pgdata", str(self.pgdata), check=False).returncode == 0
 
     def uri(self, database: str) -> str:
-        return f"postgresql+psycopg://{DB_USER}@/{database}?host={self.socket_dir}&port=5432"
+        """Its SQLAlchemy URI for `database`; a connection that it does not accept within
+        CONNECT_SECONDS fails, so neither requests nor the server's /health hang on it."""
+        return (
+            f"postgresql+psycopg://{DB_USER}@/{database}?host={self.socket_dir}&port=5432"
+            f"&connect_timeout={CONNECT_SECONDS}"
+        )
 
     def exists(self, database: str) -> bool:
         with self.connect() as conn:
@@ -178,7 +262,12 @@ class Postgres:
 
     def connect(self, database: str = "postgres"):
         return driver().connect(
-            host=str(self.socket_dir), port=5432, user=DB_USER, dbname=database, autocommit=True
+            host=str(self.socket_dir),
+            port=5432,
+            user=DB_USER,
+            dbname=database,
+            autocommit=True,
+            connect_timeout=CONNECT_SECONDS,
         )
 
 

@@ -1,11 +1,12 @@
 """The `mlflow server` command lines that `make ui` and `make server` run: one builder, and
 each keeps its own flags (the UI: this machine, one worker; the team server: its database,
-proxied artifacts, and basic auth when asked)."""
+proxied artifacts, its own app, with basic auth when asked)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
 import pytest
 
@@ -54,6 +55,8 @@ def test_the_team_server_proxies_artifacts_on_its_database():
         "--artifacts-destination",
         "/srv/artifacts",
         "--serve-artifacts",
+        "--app-name",
+        "team",
     ]
 
 
@@ -62,5 +65,11 @@ def test_the_team_server_adds_basic_auth_and_allowed_hosts_when_asked():
         _team(host="10.0.0.5", auth=True, allowed_hosts="mlflow.lab:5001"), "postgresql://x"
     )
     assert command[command.index("--host") + 1] == "10.0.0.5"
-    assert command[-4:] == ["--app-name", "basic-auth", "--allowed-hosts", "mlflow.lab:5001"]
+    assert command[-4:] == ["--app-name", "team-basic-auth", "--allowed-hosts", "mlflow.lab:5001"]
     assert "--serve-artifacts" in command
+
+
+def test_the_team_servers_apps_are_installed_for_mlflow_to_find():
+    names = {e.name: e.value for e in entry_points(group="mlflow.app")}
+    assert names[server.app_name(auth=False)] == "pipeline.server_app:create_app"
+    assert names[server.app_name(auth=True)] == "pipeline.server_app:create_auth_app"

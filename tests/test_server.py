@@ -1,6 +1,8 @@
 """The team's tracking server for real: `python -m pipeline.server` starts a private PostgreSQL
 cluster and `mlflow server` on loopback; `dvc repro` on real MNIST and parallel sweep jobs
-log there through HTTP, and it stops what it started."""
+log there through HTTP, and it stops what it started. Its /health fails while the database is
+down, and it starts a database that died again; tests/test_server_auth.py follows the admin
+password."""
 
 from __future__ import annotations
 
@@ -8,11 +10,9 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from base64 import b64encode
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,20 +22,16 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.server import get_app_client
 
-from pipeline import postgres
 from pipeline import server as team_server
 
 from .helpers.data import write_prepared
+from .helpers.processes import wait_for
 from .helpers.project import copy_project, sh
-from .helpers.servers import Server, reachable_folder
+from .helpers.servers import Server, paused, reachable_folder, require_postgres
 from .helpers.sweep import Sweep
 
 pytestmark = pytest.mark.server
-pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test-all does)")
-try:
-    postgres.pg_program("initdb")
-except Exception as err:  # noqa: BLE001 - the reason is printed in the skip
-    pytest.skip(f"{err} (make test-all installs it)", allow_module_level=True)
+require_postgres()
 
 
 @pytest.fixture
@@ -130,6 +126,40 @@ def test_a_second_server_on_the_same_data_is_refused(shared):
     assert shared.database_up()
 
 
+def test_a_database_that_dies_is_started_again_and_one_that_cannot_be_stops_it(data_dir):
+    server, cluster = Server(data_dir).wait_up(), data_dir / "postgres"
+    try:
+        assert server.health() == 200
+        killed = server.postmaster()
+        with paused([server.proc.pid]):  # its watchdog waits until /health has said so
+            os.kill(killed, signal.SIGKILL)  # PostgreSQL dies: a crash, the OOM killer
+            wait_for(lambda: server.health() == 503, "/health to fail", timeout=15)
+        noticed = f"the database in {cluster} stopped (its postmaster, pid {killed}, has exited)"
+        wait_for(lambda: f"{noticed}: restarting it" in server.output(), "the notice", timeout=15)
+        wait_for(lambda: server.health() == 200, "/health to pass again", timeout=120, every=0.5)
+        again = f"the database in {cluster} runs again (restarted in"  # once pg_ctl has seen it
+        wait_for(lambda: again in server.output(), "the server to say so", timeout=15)
+        client = MlflowClient(server.uri)
+        run = client.create_run(client.create_experiment("after a restart"))
+        client.log_metric(run.info.run_id, "accuracy", 0.97)
+        assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.97}
+
+        with open(cluster / "postgresql.conf", "a") as conf:
+            conf.write("shared_buffers = 'plenty'\n")  # the next start refuses it
+        os.kill(server.postmaster(), signal.SIGKILL)
+        assert server.proc.wait(120) == 1
+    finally:
+        server.stop()
+        print(server.output()[-5000:])  # pytest shows it if the test fails
+    assert (
+        f"error: the database in {cluster} stopped and did not start again in 3 tries (FATAL: "
+        f'configuration file "{cluster}/postgresql.conf" contains errors): see {cluster}/'
+        "server.log; stopped the MLflow server too: fix what that log says, then start it again\n"
+    ) in server.output()
+    assert "Traceback" not in server.output()
+    assert not server.answers() and not server.database_up()
+
+
 def test_runs_and_artifacts_outlive_a_restart(data_dir):
     first = Server(data_dir).wait_up()
     try:
@@ -154,19 +184,6 @@ def test_runs_and_artifacts_outlive_a_restart(data_dir):
         assert again.stop() == 0
 
 
-def _get(uri: str, user: str | None = None, password: str | None = None) -> int:
-    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1")
-    if user:
-        request.add_header(
-            "Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode()
-        )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
-
-
 def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir, monkeypatch):
     refused = Server(data_dir, "--auth", env={team_server.PASSWORD_VARIABLE: ""})
     assert refused.proc.wait(60) == 1
@@ -180,9 +197,9 @@ def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir
     guarded = Server(data_dir, "--auth", env={team_server.PASSWORD_VARIABLE: password})
     try:
         guarded.wait_up()
-        assert _get(guarded.uri) == 401
-        assert _get(guarded.uri, "admin", "password1234") == 401
-        assert _get(guarded.uri, "admin", password) == 200
+        assert guarded.search() == 401
+        assert guarded.search("admin", "password1234") == 401
+        assert guarded.search("admin", password) == 200
 
         # The admin adds a team member, who logs into the experiment the admin made.
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
@@ -197,7 +214,7 @@ def test_basic_auth_needs_the_admin_password_set_then_asks_every_client(data_dir
         run = client.create_run(experiment)
         client.log_metric(run.info.run_id, "accuracy", 0.97)
         assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.97}
-        assert _get(guarded.uri, "bob", "a guess") == 401
+        assert guarded.search("bob", "a guess") == 401
     finally:
         assert guarded.stop() == 0
     assert oct((data_dir / "auth.ini").stat().st_mode & 0o777) == "0o600"
