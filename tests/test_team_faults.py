@@ -1,14 +1,18 @@
-"""A sweep on the team's server (`python -m pipeline.server`, with --auth) through an outage,
-for real on loopback: the server is stopped while a job trains and started again once that
-job has failed. The client's MLFLOW_TRACKING_URI holds the admin's password, as MLflow allows.
+"""Sweeps on the team's server (`python -m pipeline.server`) through outages, for real on
+loopback:
 
-Afterwards every run is in a true state, the later jobs succeeded, the report exists, and the
-password is nowhere the sweep wrote."""
+- the server (with --auth) is stopped while a job trains, and started again once that job has
+  failed; the client's MLFLOW_TRACKING_URI holds the admin's password, as MLflow allows.
+  Afterwards every run is in a true state, the later jobs succeeded, the report exists, and
+  the password is nowhere the sweep wrote.
+- its PostgreSQL is stopped while a job trains; the server starts it again, and the job rides
+  it out: nothing is lost."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +25,7 @@ from pipeline.tracking import ends, names
 
 from .helpers.data import write_prepared
 from .helpers.processes import answers, free_port, wait_for
-from .helpers.servers import reachable_folder
+from .helpers.servers import Server, reachable_folder
 
 pytestmark = pytest.mark.server
 pytest.importorskip("psycopg", reason="pip install -e '.[server]' (make test-all does)")
@@ -62,14 +66,25 @@ def _stop(server: subprocess.Popen) -> None:
         server.wait(timeout=90)
 
 
-def _training(client: MlflowClient) -> bool:
+def _training(client: MlflowClient, epochs: int = LONG) -> bool:
     experiment = client.get_experiment_by_name("mnist")
     return bool(
         experiment
         and client.search_runs(
-            [experiment.experiment_id], f"params.`train.epochs` = '{LONG}' and metrics.loss > 0"
+            [experiment.experiment_id], f"params.`train.epochs` = '{epochs}' and metrics.loss > 0"
         )
     )
+
+
+def _sweep(project: Path, epochs: str) -> list[str]:
+    """The command of a sweep over `epochs`, on tiny synthetic digits, in `project`."""
+    command = [sys.executable, "-m", "pipeline.sweep", "-m", f"train.epochs={epochs}"]
+    command += ["model.hidden_units=16", "checkpoints.enabled=false"]
+    command += [f"paths.prepared={write_prepared(project / 'prepared')}"]
+    return command + [
+        f"hydra.sweep.dir={project / 'multirun'}",
+        f"hydra.run.dir={project / 'run'}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +95,7 @@ def outage():
     url, secret_url = f"http://127.0.0.1:{port}", f"http://admin:{PASSWORD}@127.0.0.1:{port}"
     project = folder / "project"
     project.mkdir()
-    command = [sys.executable, "-m", "pipeline.sweep", "-m", f"train.epochs=2,{LONG},3"]
-    command += ["model.hidden_units=16", "checkpoints.enabled=false"]
-    command += [f"paths.prepared={write_prepared(project / 'prepared')}"]
-    command += [f"hydra.sweep.dir={project / 'multirun'}", f"hydra.run.dir={project / 'run'}"]
+    command = _sweep(project, f"2,{LONG},3")
     env = os.environ | {"DVC_ROOT": str(project), "MLFLOW_TRACKING_URI": secret_url}
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(name, None)
@@ -107,10 +119,7 @@ def outage():
         if sweep is not None and sweep.poll() is None:
             sweep.kill()
         _stop(server)
-        if os.environ.get("KEEP_OUTAGE"):
-            print(folder)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _by_epochs(found: list) -> dict[str, object]:
@@ -153,3 +162,47 @@ def test_the_password_in_the_tracking_uri_is_nowhere_the_sweep_wrote(outage):
         assert PASSWORD not in repr(run.data.tags) + repr(run.data.params), run.info.run_id
     for record in (project / "multirun").rglob("run.json"):
         assert record.stat().st_mode & 0o777 == 0o600
+
+
+RIDES = 1500  # the epochs of the job that rides out the database's restart (about 30 s)
+
+
+@pytest.fixture(scope="module")
+def database_outage():
+    """A sweep whose second job's database is stopped (a fast shutdown, as `pg_ctl stop` makes)
+    while it trains: the sweep's result, its output, the runs, and the server's output."""
+    folder = reachable_folder("mlflow-db-outage-")
+    project = folder / "project"
+    project.mkdir()
+    server = Server(folder / "data").wait_up()
+    sweep = None
+    try:
+        client = MlflowClient(server.uri)
+        env = os.environ | {"DVC_ROOT": str(project), "MLFLOW_TRACKING_URI": server.uri}
+        with (project / "sweep.log").open("w") as out:
+            command = _sweep(project, f"2,{RIDES},3")
+            sweep = subprocess.Popen(command, cwd=project, stdout=out, stderr=out, env=env)
+        wait_for(lambda: _training(client, RIDES), "the long job's first epoch", timeout=300)
+        os.kill(server.postmaster(), signal.SIGINT)  # PostgreSQL's fast shutdown
+        code = sweep.wait(timeout=600)
+        experiment = client.get_experiment_by_name("mnist").experiment_id
+        found = client.search_runs([experiment])
+        yield code, (project / "sweep.log").read_text(), server.output(), client, found
+    finally:
+        if sweep is not None and sweep.poll() is None:
+            sweep.kill()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_sweep_rides_out_its_database_restarting_and_loses_nothing(database_outage):
+    code, output, served, client, found = database_outage
+    assert "Error in _log_batch" in served  # the job's epochs met the database down
+    assert "/postgres stopped (its postmaster has exited" in served
+    assert "/postgres runs again (restarted in" in served
+    assert code == 0, output[-3000:]
+    assert {run.info.status for run in found} == {"FINISHED"}
+    long = _by_epochs(found)[str(RIDES)]
+    steps = [m.step for m in client.get_metric_history(long.info.run_id, "loss")]
+    assert sorted(steps) == list(range(1, RIDES + 1))  # every epoch, once
+    assert "Traceback" not in output
