@@ -90,12 +90,15 @@ def keep(run_id: str, status: str, reason: str | None, failure: str) -> None:
 
 
 def deliver(client: MlflowClient) -> list[str]:
-    """Mark in the store the run ends kept for it (`keep`), oldest first; return their ids.
+    """Mark in the store the run ends kept for it (`keep`); return their ids.
     Those of runs the store no longer has are dropped; a store that fails raises, and they
     wait for the next time."""
     delivered: list[str] = []
-    for path in sorted(folder().glob("*.json"), key=lambda p: p.stat().st_mtime):
-        end = End(**json.loads(path.read_text()))
+    for path in sorted(folder().glob("*.json")):
+        try:
+            end = End(**json.loads(path.read_text()))
+        except FileNotFoundError:  # delivered meanwhile by a parallel job
+            continue
         if end.store != uri():
             continue
         try:
@@ -105,7 +108,7 @@ def deliver(client: MlflowClient) -> list[str]:
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-        path.unlink()
+        path.unlink(missing_ok=True)
         delivered.append(end.run_id)
     if delivered:
         log.info(
