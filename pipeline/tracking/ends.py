@@ -43,14 +43,25 @@ def quick() -> Iterator[None]:
             os.environ[RETRIES] = saved
 
 
+def mark(
+    client: MlflowClient,
+    run_id: str,
+    status: str,
+    reason: str | None = None,
+    end_time: int | None = None,
+) -> None:
+    """End run `run_id` `status` in the store, `reason` in its `error` tag, at `end_time` (ms
+    since the epoch; now if None)."""
+    if reason:
+        client.set_tag(run_id, names.ERROR, reason[:MAX_TAG])
+    client.set_terminated(run_id, status, end_time)
+
+
 def terminate(run_id: str, status: str, reason: str | None = None) -> None:
     """End a run that is not MLflow's active run (a sweep's parent) `status`; where the
     store fails, keep the end for later (`keep`)."""
     try:
-        client = connect()
-        if reason:
-            client.set_tag(run_id, names.ERROR, reason[:MAX_TAG])
-        client.set_terminated(run_id, status)
+        mark(connect(), run_id, status, reason)
     except MlflowException as store_err:
         keep(run_id, status, reason, why(store_err))
 
@@ -102,9 +113,7 @@ def deliver(client: MlflowClient) -> list[str]:
         if end.store != uri():
             continue
         try:
-            if end.reason:
-                client.set_tag(end.run_id, names.ERROR, end.reason[:MAX_TAG])
-            client.set_terminated(end.run_id, end.status, end.end_time)
+            mark(client, end.run_id, end.status, end.reason, end.end_time)
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise

@@ -130,10 +130,11 @@ def _end(status: str, error: str | None = None, *, quick: bool = False) -> None:
         return
     except MlflowException as store_err:
         failure = why(store_err)
-    with ends.quick():
-        while (active := mlflow.active_run()) and active.info.run_id == run_id:
-            with contextlib.suppress(MlflowException):
-                mlflow.end_run(status)  # MLflow pops its active run before asking the store
+    # MLflow pops its active run before it asks the store: where set_tag failed, the run is
+    # still active, and this clears it (the store, tried once, may fail again).
+    if (active := mlflow.active_run()) and active.info.run_id == run_id:
+        with ends.quick(), contextlib.suppress(MlflowException):
+            mlflow.end_run(status)
     ends.keep(run_id, status, error, failure)
 
 
@@ -159,13 +160,11 @@ def end_orphans(client: MlflowClient, experiment: str) -> list[str]:
     ):
         pid = run.data.tags.get(names.OWNER_PID, "")
         if pid.isdigit() and not files.alive(int(pid)):
-            client.set_tag(
-                run.info.run_id,
-                names.ERROR,
-                f"its process ({pid} on {host}) died "
-                "without ending the run, killed by SIGKILL or a crash",
+            died = (
+                f"its process ({pid} on {host}) died without ending the run, killed by "
+                "SIGKILL or a crash"
             )
-            client.set_terminated(run.info.run_id, KILLED)
+            ends.mark(client, run.info.run_id, KILLED, died)
             ended.append(run.info.run_id)
     if ended:
         log.warning(

@@ -69,14 +69,15 @@ def connect() -> MlflowClient:
     """A client of the store `uri()` names, with MLflow's run and model functions pointed at
     the same store (they have no other way to be told). The first in a process creates a new
     store's tables: take `lock()` around it where parallel jobs may start."""
-    mlflow.set_tracking_uri(uri())
+    target = uri()
+    mlflow.set_tracking_uri(target)
     try:
-        return MlflowClient(uri())
+        return MlflowClient(target)
     except SQLAlchemyError as err:  # a damaged file, or one that is not MLflow's
         cause = str(getattr(err, "orig", None) or err).splitlines()[0]
-        path = uri().removeprefix("sqlite:///")
+        path = target.removeprefix("sqlite:///")
         raise TrackingError(
-            f"the MLflow store {uri()} cannot be read ({cause}): it is damaged, or not an "
+            f"the MLflow store {target} cannot be read ({cause}): it is damaged, or not an "
             f"MLflow database. Move it aside (mv {path} {path}.damaged) and rerun to start a "
             "new store, or put back a copy you trust"
         ) from None
