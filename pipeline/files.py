@@ -63,14 +63,19 @@ def remove_orphans(path: Path) -> None:
 
 
 def alive(pid: int) -> bool:
-    """Whether process `pid` of this machine still runs."""
+    """Whether process `pid` of this machine still runs: not a zombie, which has exited and
+    waits to be reaped (in a container whose init reaps nothing, for ever)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc to ask, or it exited meanwhile
+        return True
+    return state not in ("Z", "X")
 
 
 def write_text(path: Path, text: str, mode: int | None = None) -> None:

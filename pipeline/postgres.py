@@ -14,19 +14,19 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from pipeline import PipelineError
+from pipeline import PipelineError, files, retry
 
 log = logging.getLogger(__name__)
 
 DB_USER = "mlflow"
 CONNECT_SECONDS = 5  # a connection the database does not accept by then fails
 RESTART_TRIES = 3
-RESTART_PAUSE = 2.0  # seconds between tries: the backends of a killed postmaster exit meanwhile
+RESTART_PAUSE = 1.0  # s before the 2nd try, twice that before the 3rd: a killed postmaster's
+# backends exit meanwhile
 # What PostgreSQL's programs get of our environment: what they run with, and nothing else. The
 # MLflow server's secrets (the admin password, its secret key, cloud keys for the artifacts)
 # stay out of processes that anyone with the database's superuser can read, with COPY ...
@@ -184,20 +184,23 @@ class Postgres:
 
     def restart(self) -> None:
         """Start it again after it died (`running()` started it): the same socket folder and
-        options, RESTART_TRIES tries RESTART_PAUSE seconds apart; a PipelineError saying why
-        (PostgreSQL's last FATAL line meanwhile) if none succeeds."""
+        options, RESTART_TRIES tries after growing pauses (`retry.call`); a PipelineError
+        saying why (PostgreSQL's last FATAL line meanwhile) if none succeeds."""
         logged = self.log_file.stat().st_size if self.log_file.is_file() else 0
-        for attempt in range(RESTART_TRIES):
-            if attempt:
-                time.sleep(RESTART_PAUSE)
-            try:
-                self._start()
-                return
-            except PipelineError as err:
-                failed = err
-        raise PipelineError(
-            f"the database in {self.pgdata} stopped and did not start again in "
-            f"{RESTART_TRIES} tries ({self._last_fatal(logged) or failed}): see {self.log_file}"
+
+        def gave_up(tries: int, failed: PipelineError) -> PipelineError:
+            return PipelineError(
+                f"the database in {self.pgdata} stopped and did not start again in {tries} "
+                f"tries ({self._last_fatal(logged) or failed}): see {self.log_file}"
+            )
+
+        retry.call(
+            self._start,
+            attempts=RESTART_TRIES,
+            errors=PipelineError,
+            retryable=lambda _: True,
+            backoff=RESTART_PAUSE,
+            give_up=gave_up,
         )
 
     def _last_fatal(self, offset: int) -> str | None:
@@ -218,14 +221,7 @@ class Postgres:
             pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return "its postmaster has exited: there is no postmaster.pid"
-        try:
-            os.kill(pid, 0)
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except ProcessLookupError:
-            return f"its postmaster, pid {pid}, has exited"
-        except (OSError, IndexError):
-            return None  # not ours to signal (it is there), or no /proc to ask
-        return f"its postmaster, pid {pid}, has exited" if state in ("Z", "X") else None
+        return None if files.alive(pid) else f"its postmaster, pid {pid}, has exited"
 
     def _pg_ctl(self, command: str, *args: str) -> None:
         """`pg_ctl COMMAND` on this cluster, waiting at most a minute for it to finish."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,21 @@ def test_main_interrupted_mid_write_leaves_no_temp_file(project, monkeypatch):
         preprocess.main([])
 
     assert os.listdir(project / "data" / "prepared") == ["x_train.npy"]
+
+
+def test_a_process_that_has_exited_is_not_alive_even_before_it_is_reaped():
+    """A zombie (exited, not yet waited for) still answers kill(pid, 0); it is dead all the
+    same: a run it left open is KILLED, a postmaster in that state is restarted."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert files.alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while files.alive(child.pid) and time.monotonic() < deadline:  # not waited for
+            time.sleep(0.05)
+        assert not files.alive(child.pid)
+        assert Path(f"/proc/{child.pid}").exists()  # a zombie: not yet reaped
+    finally:
+        child.kill()
+        child.wait()
+    assert not files.alive(child.pid)
