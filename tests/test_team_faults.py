@@ -24,7 +24,7 @@ from pipeline import postgres
 from pipeline.tracking import ends, names
 
 from .helpers.data import write_prepared
-from .helpers.processes import answers, free_port, wait_for
+from .helpers.processes import wait_for
 from .helpers.servers import Server, reachable_folder
 
 pytestmark = pytest.mark.server
@@ -38,32 +38,10 @@ PASSWORD = "not-in-any-file-7f3a9c"
 LONG = 100000  # the epochs of the job the outage hits: it trains until the server goes
 
 
-def _team_server(data: Path, port: int, log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.server", "--data", str(data), "--auth"]
-            + ["--port", str(port), "--workers", "1"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=os.environ | {"MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD},
-            start_new_session=True,
-        )
-
-
-def _up(server: subprocess.Popen, url: str, log: Path) -> None:
-    def up() -> bool:
-        assert server.poll() is None, log.read_text()[-3000:]
-        return answers(f"{url}/health", timeout=2)
-
-    wait_for(up, "the team server", timeout=120, every=0.5)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM, as Ctrl-C or a service manager sends it: the server stops MLflow, then the
-    database."""
-    if server.poll() is None:
-        server.terminate()
-        server.wait(timeout=90)
+def _team_server(data: Path, port: int | None = None) -> Server:
+    """The team server with --auth, its admin made with PASSWORD (on `port`: a restart)."""
+    env = {"MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD}
+    return Server(data, "--auth", env=env, port=port).wait_up()
 
 
 def _training(client: MlflowClient, epochs: int = LONG) -> bool:
@@ -91,34 +69,33 @@ def _sweep(project: Path, epochs: str) -> list[str]:
 def outage():
     """The sweep, its output, and what the server holds afterwards."""
     folder = reachable_folder("mlflow-outage-")
-    port, log = free_port(), folder / "server.log"
-    url, secret_url = f"http://127.0.0.1:{port}", f"http://admin:{PASSWORD}@127.0.0.1:{port}"
     project = folder / "project"
     project.mkdir()
     command = _sweep(project, f"2,{LONG},3")
-    env = os.environ | {"DVC_ROOT": str(project), "MLFLOW_TRACKING_URI": secret_url}
+    env = os.environ | {"DVC_ROOT": str(project)}
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(name, None)
-    server = _team_server(folder / "data", port, log)
+    server = _team_server(folder / "data")
     sweep = None
     try:
-        _up(server, url, log)
+        url = server.uri
+        secret_url = url.replace("http://", f"http://admin:{PASSWORD}@")
+        env["MLFLOW_TRACKING_URI"] = secret_url
         client = MlflowClient(secret_url)
         with (project / "sweep.log").open("w") as out:
             sweep = subprocess.Popen(command, cwd=project, stdout=out, stderr=out, env=env)
         wait_for(lambda: _training(client), "the long job's first epoch", timeout=300)
-        _stop(server)
+        server.stop()
         failed = f"error: the MLflow store {url} failed during run"
         wait_for(lambda: failed in (project / "sweep.log").read_text(), "the job to fail", 180)
-        server = _team_server(folder / "data", port, log)
-        _up(server, url, log)
+        server = _team_server(folder / "data", server.port)
         assert sweep.wait(timeout=600) == 1
         experiment = client.get_experiment_by_name("mnist").experiment_id
         yield project, (project / "sweep.log").read_text(), client.search_runs([experiment])
     finally:
         if sweep is not None and sweep.poll() is None:
             sweep.kill()
-        _stop(server)
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -41,7 +41,8 @@ def reachable_folder(prefix: str) -> Path:
 
 
 class Server:
-    """A `python -m pipeline.server` on a free loopback port, in a data folder of its own."""
+    """A `python -m pipeline.server` on a free loopback port (or `port`: the one a server
+    stopped before had), in a data folder of its own."""
 
     def __init__(
         self,
@@ -49,8 +50,9 @@ class Server:
         *args: str,
         env: dict[str, str] | None = None,
         prefix: tuple[str, ...] = (),
+        port: int | None = None,
     ) -> None:
-        self.data, self.port, self.prefix = data, free_port(), prefix
+        self.data, self.port, self.prefix = data, port or free_port(), prefix
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = data.parent / f"server-{self.port}.log"
         with open(self.log, "ab") as log:
