@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import config, engine, model
 
-from .helpers.project import copy_project
+from .helpers.project import copy_project, sh
 from .helpers.stage import Stage
 
 LOGGED = re.compile(r"\d\d:\d\d:\d\d (\S+: error: .*)")  # entry.setup's format, less the time
@@ -138,8 +138,6 @@ def test_a_failed_dvc_exp_run_dash_s_says_how_to_restore_params_yaml(tmp_path):
     assert done.returncode != 0
     assert errors(done) == [BAD_SEED]
     assert "seed: abc" in (project / "params.yaml").read_text()
-    subprocess.run([sys.executable, "-m", "pipeline.config"], cwd=project, env=env, check=True)
-    restored = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=project, env=env, capture_output=True, text=True
-    )
-    assert restored.stdout == "", "python -m pipeline.config did not give back the committed file"
+    sh(project, env, sys.executable, "-m", "pipeline.config")
+    restored = sh(project, env, "git", "status", "--porcelain")
+    assert restored == "", "python -m pipeline.config did not give back the committed file"
