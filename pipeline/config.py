@@ -109,6 +109,7 @@ class Config:
     paths: PathsConfig = MISSING
     checkpoints: CheckpointsConfig = MISSING
     replicates: int = bounds.at_least(1)
+    reuse: bool = MISSING
 
 
 JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.keep_compilations`)

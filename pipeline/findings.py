@@ -32,7 +32,7 @@ SUMMARIZED = (
     names.BEST_VAL_LOSS_EPOCH,
     names.ONSET,
 )
-NOT_PARAMS = {"run", "run_id", "status", "time_s", SEED}
+NOT_PARAMS = {"run", "run_id", "status", "reused", "time_s", SEED}
 
 
 def keys(rows: pd.DataFrame, metrics: tuple[str, ...]) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -130,6 +132,30 @@ def _read_unchanged(path: Path, inode: int, mtime_ns: int, size: int) -> np.ndar
 def read_meta(prepared: Path) -> dict:
     require(prepared)
     return json.loads((prepared / META).read_text())
+
+
+def up_to_date(cfg: config.Config) -> None:
+    """Bring the prepared arrays up to date, once before a sweep's first job.
+
+    The pipeline's own arrays (`paths.prepared` as in params.yaml) belong to DVC: `dvc repro
+    preprocess` reruns download and preprocess only if an input changed or an output is
+    missing, and is a no-op otherwise. Arrays anywhere else are the user's, used as they are.
+    """
+    prepared = Path(cfg.paths.prepared)
+    params = config.load() if Path("dvc.yaml").is_file() else None
+    if params is None or Path(params.paths.prepared).resolve() != prepared.resolve():
+        require(prepared)
+        log.info("using the prepared arrays in %s as they are", prepared)
+        return
+    if (params.data, params.paths.raw) != (cfg.data, cfg.paths.raw):
+        raise config.ConfigError(
+            "conf/ and params.yaml disagree on `data` or `paths.raw`: "
+            "recompose params.yaml with `make params`, or set "
+            "paths.prepared to arrays of your own"
+        )
+    command = [sys.executable, "-m", "dvc", "repro", "preprocess"]
+    if subprocess.run(command, check=False).returncode:
+        raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
 
 
 def main(argv: list[str] | None = None) -> None:

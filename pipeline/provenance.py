@@ -66,10 +66,10 @@ def _onednn() -> str:
 
 
 def environment() -> dict[str, str]:
-    """The facts of this process that decide the numbers a training gives."""
-    import keras  # imported by whoever trains; the backend is Keras' own choice
-
-    backend = keras.backend.backend()
+    """The facts of this process that decide the numbers a training gives. Keras reads its
+    backend from KERAS_BACKEND, which importing `pipeline` sets before Keras loads: asked here
+    without loading Keras (seconds), for a job's key before deciding to train."""
+    backend = os.environ["KERAS_BACKEND"]
     model_name, isa = cpu()
     facts = {"python": platform.python_version(), "keras_backend": backend}
     facts |= {name: metadata.version(name) for name in PACKAGES}

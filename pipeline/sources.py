@@ -64,10 +64,11 @@ def closure(module: str) -> list[str]:
     return sorted(str(path(name).relative_to(ROOT)) for name in seen)
 
 
-def digest(module: str) -> str:
-    """sha256 over the names and bytes of `closure(module)`: changes with any of that code."""
+def digest(*modules: str) -> str:
+    """sha256 over the names and bytes of the files of `closure(module)` for each of
+    `modules`: changes with any of that code."""
     hashed = hashlib.sha256()
-    for name in closure(module):
+    for name in sorted(set().union(*map(closure, modules))):
         hashed.update(f"{name}\0".encode())
         hashed.update((ROOT / name).read_bytes())
         hashed.update(b"\0")

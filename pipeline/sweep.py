@@ -7,13 +7,14 @@
 
 Each job calls the cores the DVC stages call (`train.run`, `evaluate.run`) inside a child
 MLflow run of the sweep's parent run, and writes its model, history, metrics and predictions
-to its Hydra folder, beside the composed config Hydra keeps there (`.hydra/config.yaml`, the
-same config the run logs). Before the first job the prepared arrays are brought up to date
-once. A job that fails leaves a FAILED run and the others still run; at the end the parent gets
-the sweep report (`pipeline.sweep_report`), the registry gets one version (the best
-configuration's first seed, @champion only on evidence), and the sweep exits 1 if any job
-failed. `replicates=N` sweeps `train.seed` too, before Hydra reads the command line
-(`pipeline.replicates`).
+to its Hydra folder, beside its composed config (`.hydra/config.yaml`). A job done before (a
+FINISHED run of its key, `pipeline.jobs`) is not run again: the parent counts that run
+(`tracking.reuse`), so the same command resumes a stopped sweep and more seeds train only the
+new ones; `reuse=false` runs all. The prepared arrays are brought up to date once, first. A
+job that fails leaves a FAILED run and the others still run; at the end the parent gets the
+sweep report (`pipeline.sweep_report`), the registry one version (the best configuration's
+first seed, @champion only on evidence), and the sweep exits 1 if any job failed.
+`replicates=N` sweeps `train.seed` too, before Hydra reads the command line.
 
 Hydra's basic launcher runs the jobs one after another in this process: `engine.train` starts
 each from a clean Keras state and its own seed.
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,43 +44,21 @@ from pipeline import (
     Stopped,
     config,
     entry,
+    files,
     findings,
+    jobs,
     preprocess,
     replicates,
     stops,
     sweep_report,
     sweep_text,
 )
-from pipeline.tracking import names, runs, store, sweeps
+from pipeline.tracking import names, reuse, runs, store, sweeps
 from pipeline.tracking.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
 JOB_OUTPUTS = ("model", "history", "environment", "metrics", "predictions", "plots")  # per job
-
-
-def prepare_data(cfg: config.Config) -> None:
-    """Bring the prepared arrays up to date once, before any job starts.
-
-    The pipeline's own arrays (`paths.prepared` as in params.yaml) belong to DVC: `dvc repro
-    preprocess` reruns download and preprocess only if an input changed or an output is
-    missing, and is a no-op otherwise. Arrays anywhere else are the user's, used as they are.
-    """
-    prepared = Path(cfg.paths.prepared)
-    params = config.load() if Path("dvc.yaml").is_file() else None
-    if params is None or Path(params.paths.prepared).resolve() != prepared.resolve():
-        preprocess.require(prepared)
-        log.info("using the prepared arrays in %s as they are", prepared)
-        return
-    if (params.data, params.paths.raw) != (cfg.data, cfg.paths.raw):
-        raise config.ConfigError(
-            "conf/ and params.yaml disagree on `data` or `paths.raw`: "
-            "recompose params.yaml with `make params`, or set "
-            "paths.prepared to arrays of your own"
-        )
-    command = [sys.executable, "-m", "dvc", "repro", "preprocess"]
-    if subprocess.run(command, check=False).returncode:
-        raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
 
 
 def _base(hydra_config: DictConfig) -> config.Config:
@@ -102,7 +81,7 @@ def _overrides(hydra_node: DictConfig) -> tuple[dict[str, str], list[str]]:
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
-    prepare_data(base)
+    preprocess.up_to_date(base)
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
     sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
@@ -142,7 +121,10 @@ def _close(hydra_config: DictConfig) -> None:
 def _register(base: config.Config, best: findings.Best, run_id: str) -> None:
     """A sweep adds one version to the registry: its best configuration's first seed, which
     takes @champion only on evidence (`registry.register`); the other jobs keep their models
-    on their runs."""
+    on their runs. A run registered before (a reused job) is not registered again."""
+    if reuse.registered(run_id):
+        log.info("%s (run %s) is registered already", best.label, run_id)
+        return
     from pipeline.tracking import registry  # Keras: only once there is a model to register
 
     accuracies = best.runs[names.VAL_ACCURACY].astype(float).tolist()
@@ -183,7 +165,7 @@ class SweepCallback(Callback):
     """Hydra's hooks around the jobs (registered in conf/config.yaml, `hydra.callbacks`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _or_exit(lambda c: prepare_data(_base(c)), config)
+        _or_exit(lambda c: preprocess.up_to_date(_base(c)), config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _or_exit(_open, config)
@@ -193,31 +175,55 @@ class SweepCallback(Callback):
 
 
 def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
-    from pipeline import evaluate, train  # Keras (seconds) only once a job runs
-
     node = HydraConfig.get()
     out = Path(node.runtime.output_dir)
     overrides = list(node.overrides.task)
     swept = sweep.swept if sweep else []
     name = " ".join(o for o in overrides if o.partition("=")[0] in swept) or None
+    described = f"conf/ with {' '.join(overrides) or 'no overrides'}"
+    done = _done(raw, described)
+    if done is not None:
+        log.info("%s", done.line(name or " ".join(overrides) or "conf/ as it is"))
+        if sweep:
+            reuse.count(sweep.parent_run_id, done, name or "")
+        _write_record(out, done.run_id, done.model_uri, reused=True)
+        return done.val_accuracy
+    from pipeline import evaluate, train  # Keras (seconds) only once a job runs
+
     experiment = sweep.experiment if sweep else str(raw.tracking.experiment)
     tags = {"hydra_output_dir": str(out), "hydra_overrides": " ".join(overrides)}
     parent = sweep.parent_run_id if sweep else None
     with runs.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
         # Validated inside the run: a job with a bad value is a FAILED run of the sweep.
-        cfg = config.validate(
-            OmegaConf.to_container(raw, resolve=True),
-            f"conf/ with {' '.join(overrides) or 'no overrides'}",
-        )
+        cfg = config.validate(OmegaConf.to_container(raw, resolve=True), described)
         paths = dataclasses.replace(
             cfg.paths,
             **{key: str(out / Path(getattr(cfg.paths, key)).name) for key in JOB_OUTPUTS},
         )
         log.info("MLflow run %s, outputs in %s", run_id, out)
         net, history, model_uri = train.run(cfg, paths, register=False)
-        train.write_record(out / "run.json", run_id, model_uri)
+        _write_record(out, run_id, model_uri)
         metrics = evaluate.run(paths, net, history, cfg.train.validation_split)
+    if first := reuse.settle(run_id):
+        log.warning("run %s repeats run %s: tagged %s", run_id, first, names.DUPLICATE_OF)
     return metrics.get("val_accuracy")
+
+
+def _done(raw: DictConfig, described: str) -> reuse.Done | None:
+    """The FINISHED run of this job's key, to count instead of training again; None when there
+    is none, `reuse=false` asks for a fresh run, or the config is bad (its FAILED run says)."""
+    try:
+        cfg = config.validate(OmegaConf.to_container(raw, resolve=True), described)
+    except config.ConfigError:
+        return None
+    return reuse.find(cfg.tracking.experiment, jobs.of(cfg)) if cfg.reuse else None
+
+
+def _write_record(folder: Path, run_id: str, model_uri: str, reused: bool = False) -> None:
+    """`run.json`: the job's run and model URI, for people to find it from the job's folder."""
+    record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": store.uri()}
+    text = json.dumps(record | {"reused": reused}, indent=2) + "\n"
+    files.write_text(folder / "run.json", text, mode=0o600)  # names the store
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

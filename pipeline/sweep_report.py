@@ -65,6 +65,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
             "run": _column(runs, "tags.mlflow.runName"),
             "run_id": runs["run_id"],
             "status": runs["status"],
+            "reused": runs["reused"] if "reused" in runs else False,
         }
     )
     for param in (*AXES, *sorted(varying)):
@@ -120,15 +121,16 @@ def _by_run(
     found: dict[str, dict[str, float]] = {}
     for values, group in findings.groups(findings.finished(rows), by):
         row = summarized[findings.label(values)]
-        if row["seeds"] > 1:
-            found |= {str(run_id): _summaries(row) for run_id in group["run_id"]}
+        if row["seeds"] > 1:  # a reused run keeps what it was given: it is another's record
+            own = group.loc[~group["reused"].astype(bool), "run_id"]
+            found |= {str(run_id): _summaries(row) for run_id in own}
     return found
 
 
 def _parent_metrics(
     rows: pd.DataFrame, configurations: pd.DataFrame, best: findings.Best | None
 ) -> dict[str, float]:
-    metrics = {"jobs": float(len(rows)), "jobs_failed": float(sweep_text.failed(rows))}
+    metrics = {name: float(value) for name, value in sweep_text.counts(rows).items()}
     metrics["configurations"] = float(len(configurations))
     if best is None:
         return metrics

@@ -22,9 +22,22 @@ def failed(rows: pd.DataFrame) -> int:
     return int((rows["status"] != "FINISHED").sum())
 
 
+def counts(rows: pd.DataFrame) -> dict[str, int]:
+    """The jobs, and how many of them ran, were reused (done before) and failed."""
+    reused = int(rows["reused"].astype(bool).sum()) if "reused" in rows else 0
+    return {
+        names.JOBS: len(rows),
+        names.JOBS_RUN: len(rows) - reused,
+        names.JOBS_REUSED: reused,
+        names.JOBS_FAILED: failed(rows),
+    }
+
+
 def jobs_table(rows: pd.DataFrame) -> str:
     """The jobs' table for people: accuracies in percent, the gap in percentage points."""
     shown = rows.drop(columns=["run_id"])
+    if "reused" in shown:  # a job done before: its run, not run again
+        shown["reused"] = shown["reused"].map({True: "yes", False: ""})
     for metric in ACCURACIES:
         shown[metric] = (100 * shown[metric]).round(2)
     shown = shown.rename(
@@ -105,7 +118,11 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
         )
         plural = "s" * (len(configurations) != 1)
         text += f" ({len(configurations)} configuration{plural} x {count} seeds)"
-    text += f", {failed(rows)} failed."
+    tally = counts(rows)
+    text += (
+        f": {tally[names.JOBS_RUN]} run, {tally[names.JOBS_REUSED]} reused, "
+        f"{tally[names.JOBS_FAILED]} failed."
+    )
     if chosen is None:
         return text
     row = configurations.loc[configurations[findings.CONFIGURATION] == chosen.label].iloc[0]

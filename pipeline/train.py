@@ -23,12 +23,13 @@ from pipeline import (
     engine,
     entry,
     files,
+    jobs,
     model,
     overfitting,
     preprocess,
     provenance,
 )
-from pipeline.tracking import names, record, registry, runs, store
+from pipeline.tracking import names, record, registry, runs
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def run(
     meta = preprocess.read_meta(prepared)
     record.configuration(cfg)
     facts = provenance.environment()
-    record.environment(facts)
+    record.environment(facts, job_key=jobs.key(cfg, meta["fingerprint"], facts))
     record.data(x, y, meta, source=str(prepared), context="training")
     cache = checkpoints.Cache.of(cfg.checkpoints)
     saved_in = cache.training(checkpoints.key(cfg, meta["fingerprint"], facts)) if cache else None
@@ -107,12 +108,6 @@ def register_version(
     )
     log.info("registered as %s version %d: %s", name, decision.version, decision.line)
     return decision
-
-
-def write_record(path: Path, run_id: str, model_uri: str) -> None:
-    """The run's id and model URI, for people to find a sweep job's run from its folder."""
-    record = {"run_id": run_id, "model_uri": model_uri, "tracking_uri": store.uri()}
-    files.write_text(path, json.dumps(record, indent=2) + "\n", mode=0o600)  # names the store
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,7 +65,7 @@ def test_a_replicated_sweep_is_grouped_as_configurations_and_registers_one_versi
     assert len(pd.read_csv(folder / "sweep_report.csv")) == 6
     assert len(pd.read_csv(folder / "sweep_configurations.csv")) == 2
     text = (folder / "sweep_report.md").read_text()
-    assert text.startswith("6 jobs (2 configurations x 3 seeds), 0 failed.")
+    assert text.startswith("6 jobs (2 configurations x 3 seeds): 6 run, 0 reused, 0 failed.")
     assert "Welch's t-test" in text
     after = client.search_model_versions("name = 'mnist-dense'")
     assert len(after) == versions + 1, "a sweep registers one version, not one per job"

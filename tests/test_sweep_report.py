@@ -88,7 +88,7 @@ def test_the_summary_gives_each_configuration_over_its_seeds_and_the_tied_set():
     configurations = findings.configurations(rows, by)
     best = findings.best(rows, by)
     text = sweep_text.summary(rows, configurations, best)
-    assert text.startswith("4 jobs (2 configurations x 2 seeds), 0 failed.")
+    assert text.startswith("4 jobs (2 configurations x 2 seeds): 4 run, 0 reused, 0 failed.")
     assert (
         "Best by mean validation accuracy: epochs 5, batch size 128: validation 98.08% ± 0.05 "
         "(97.64 to 98.53), test 97.80% ± 0.00 " in text
@@ -119,9 +119,9 @@ def test_one_seed_gives_no_interval_and_says_so():
     configurations = findings.configurations(rows, by)
     text = sweep_text.summary(rows, configurations, findings.best(rows, by))
     assert text == (
-        "2 jobs, 0 failed. Best by validation accuracy: epochs 5, batch size 64: validation "
-        "98.10%, test 97.80% (one seed each: not tested against the others; `replicates=3` "
-        "would)."
+        "2 jobs: 2 run, 0 reused, 0 failed. Best by validation accuracy: epochs 5, batch size "
+        "64: validation 98.10%, test 97.80% (one seed each: not tested against the others; "
+        "`replicates=3` would)."
     )
     assert "(" not in sweep_text.configurations_table(configurations).split("\n")[2]
 

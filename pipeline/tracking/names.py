@@ -17,6 +17,8 @@ CHECKPOINT_FROM = "checkpoint_from_epoch"  # 0 from scratch, `off` without the c
 CHECKPOINT_KEY = "checkpoint_key"
 ONSET_TAG = "overfitting_onset"  # the epoch overfitting starts, or `none`
 CONFIGURATION = "configuration"  # every param but the seed, as a short digest: replicates share it
+JOB_KEY = "job_key"  # all that decides a job's results (`pipeline.jobs`): a job done is reused
+DUPLICATE_OF = "duplicate_of"  # on a run of a job another run of the same key did first
 
 # Tags `reproduce` sets
 REPRODUCES = "reproduces"  # on a reproduction: the run it rebuilt
@@ -28,6 +30,8 @@ SWEEP = "sweep"  # "parent" on a sweep's parent run
 SWEEP_DIR = "sweep_dir"  # on the parent: the sweep's folder
 BEST_IN_SWEEP = "best_in_sweep"  # "true" on the child with the highest validation accuracy
 BEST_RUN_ID = "best_run_id"  # on the parent: that child's run id
+REUSED_PREFIX = "reused."  # on the parent, `reused.<run id>`: a done job it counts, not rerun
+LAUNCHER = "sweep_launcher"  # on the parent: `hydra`, or `dvc-queue` for `dvc exp run --queue`
 NOTE = "mlflow.note.content"  # MLflow's own: the run's description (the sweep report)
 
 # Tags of an experiment and a model version
@@ -55,3 +59,4 @@ MCNEMAR_P_VALUE = "mcnemar_p_value"
 
 # Metrics of a sweep's parent run
 BEST_VAL_ACCURACY, BEST_TEST_ACCURACY = "best_val_accuracy", "best_test_accuracy"
+JOBS, JOBS_RUN, JOBS_REUSED, JOBS_FAILED = "jobs", "jobs_run", "jobs_reused", "jobs_failed"

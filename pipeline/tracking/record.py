@@ -44,9 +44,12 @@ def configuration(cfg: config.Config) -> None:
     mlflow.set_tags(tags)
 
 
-def environment(facts: dict[str, str]) -> None:
-    """The environment that decides the numbers (`provenance.environment()`), as tags."""
-    mlflow.set_tags({names.ENV_PREFIX + name: value for name, value in facts.items()})
+def environment(facts: dict[str, str], job_key: str | None = None) -> None:
+    """The environment that decides the numbers (`provenance.environment()`), as tags, and
+    a training's job key (`pipeline.jobs`), which finds its run for a sweep to reuse (a
+    reproduction has none: it ran another commit's code)."""
+    tags = {names.ENV_PREFIX + name: value for name, value in facts.items()}
+    mlflow.set_tags(tags | ({names.JOB_KEY: job_key} if job_key else {}))
 
 
 def tags(values: dict[str, str]) -> None:

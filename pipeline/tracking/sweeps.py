@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from pipeline import files
-from pipeline.tracking import ends, names, runs, store
+from pipeline.tracking import ends, names, reuse, runs, store
 
 RECORD = "sweep.json"
 MAX_NOTE = 8000  # MLflow refuses longer descriptions
@@ -89,17 +89,24 @@ def latest(experiment: str) -> str:
 
 
 def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
-    """A sweep parent's tags, and its child runs as `mlflow.search_runs` lists them."""
+    """A sweep parent's tags, and its jobs' runs as `mlflow.search_runs` lists them: its child
+    runs, then the runs it reused (`reuse.count`), with the column `reused`."""
     client = store.connect()
     try:
         parent = client.get_run(parent_id)
     except MlflowException as err:
         raise store.TrackingError(f"no run {parent_id} in {store.uri()}: {err.message}") from None
-    jobs = mlflow.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
+
+    def search(query: str) -> pd.DataFrame:
+        return mlflow.search_runs(
+            [parent.info.experiment_id], query, order_by=["attributes.start_time ASC"]
+        )
+
+    jobs = search(f"tags.mlflow.parentRunId = '{parent_id}'").assign(reused=False)
+    if counted := reuse.counted(parent.data.tags):
+        again = search(f"attributes.run_id IN ({', '.join(map(repr, counted))})")
+        tables = [table for table in (jobs, again.assign(reused=True)) if not table.empty]
+        jobs = pd.concat(tables).drop_duplicates("run_id", ignore_index=True) if tables else jobs
     return parent.data.tags, jobs
 
 

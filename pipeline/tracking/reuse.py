@@ -1,0 +1,110 @@
+"""Jobs done once: the FINISHED run of a job key (`pipeline.jobs`) found with one query, counted
+by the sweep that asks for the job again, and the runs of a key done twice marked.
+
+Every training run carries its key as the tag `job_key`, whoever started it (a sweep, `dvc
+repro`, `dvc exp run`), on the project's store or the team's server. A run is reused only if
+it FINISHED with its whole record: the weights' digest, the data's fingerprint and the test
+metrics (a `dvc repro` run FINISHED by train but never evaluated has none). Of runs of one key
+the first started is the one reused; where two sweeps ran a job at once, the others are tagged
+`duplicate_of` it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlflow.entities import Run
+
+from pipeline.tracking import names, store
+from pipeline.tracking.registry import MODEL_NAME
+
+WHOLE = (names.WEIGHTS, names.FINGERPRINT)  # tags a reusable run has, with TEST_ACCURACY
+SEARCHED = 100  # runs of one key looked at: more than two sweeps racing would make
+
+
+@dataclass(frozen=True)
+class Done:
+    """A FINISHED run of a job, reusable in its place."""
+
+    run_id: str
+    name: str
+    ended: datetime
+    val_accuracy: float | None
+    model_uri: str  # its logged model, `models:/m-...`
+
+    def line(self, job: str) -> str:
+        when = self.ended.astimezone().strftime("%Y-%m-%d %H:%M")
+        return f"reusing run {self.run_id} for {job} (finished {when})"
+
+
+def _whole(run: Run) -> bool:
+    return all(run.data.tags.get(tag) for tag in WHOLE) and (
+        names.TEST_ACCURACY in run.data.metrics
+    )
+
+
+def _finished(experiment_id: str, key: str) -> list[Run]:
+    """The FINISHED runs of `key` with their whole record, the first started first."""
+    runs = store.connect().search_runs(
+        [experiment_id],
+        f"attributes.status = 'FINISHED' and tags.{names.JOB_KEY} = '{key}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=SEARCHED,
+    )
+    return [run for run in runs if _whole(run)]
+
+
+def find(experiment: str, key: str) -> Done | None:
+    """The run to reuse for a job of `key` in `experiment`, or None."""
+    found = store.connect().get_experiment_by_name(experiment)
+    done = _finished(found.experiment_id, key) if found else []
+    if not done:
+        return None
+    run = done[0]
+    ended = datetime.fromtimestamp((run.info.end_time or run.info.start_time) / 1000, UTC)
+    accuracy = run.data.metrics.get(names.VAL_ACCURACY)
+    models = store.connect().search_logged_models(
+        [run.info.experiment_id], f"source_run_id = '{run.info.run_id}'", max_results=1
+    )
+    uri = models[0].model_uri if models else f"runs:/{run.info.run_id}/{MODEL_NAME}"
+    return Done(run.info.run_id, run.info.run_name or "", ended, accuracy, uri)
+
+
+def count(parent_id: str, done: Done, job: str) -> None:
+    """Make `done` one of sweep `parent_id`'s jobs, in place of `job`, without rerunning it."""
+    tag = f"{names.REUSED_PREFIX}{done.run_id}"
+    store.connect().set_tag(parent_id, tag, job[: store.MAX_TAG] or done.name)
+
+
+def counted(parent_tags: dict[str, str]) -> list[str]:
+    """The ids of the runs a sweep's parent counts as reused jobs."""
+    return [
+        tag.removeprefix(names.REUSED_PREFIX)
+        for tag in parent_tags
+        if tag.startswith(names.REUSED_PREFIX)
+    ]
+
+
+def settle(run_id: str) -> str | None:
+    """After run `run_id` FINISHED: if its key was done by a run started before it, tag it
+    `duplicate_of` that run and return that run's id. Any later run of the key is tagged too,
+    whichever of the racing runs ends last."""
+    client = store.connect()
+    run = client.get_run(run_id)
+    key = run.data.tags.get(names.JOB_KEY)
+    if not key:
+        return None
+    done = _finished(run.info.experiment_id, key)
+    if not done:
+        return None
+    first = done[0].info.run_id
+    for later in done[1:]:
+        if later.data.tags.get(names.DUPLICATE_OF) != first:
+            client.set_tag(later.info.run_id, names.DUPLICATE_OF, first)
+    return first if first != run_id else None
+
+
+def registered(run_id: str) -> bool:
+    """Whether a model version was registered from run `run_id` already."""
+    return bool(store.connect().search_model_versions(f"run_id = '{run_id}'"))
