@@ -26,6 +26,7 @@ from pipeline import (
     config,
     entry,
     files,
+    jobs,
     mnist,
     model,
     overfitting,
@@ -34,12 +35,13 @@ from pipeline import (
     provenance,
     stats,
 )
-from pipeline.tracking import names, record, runs, store
+from pipeline.tracking import names, queues, record, reuse, runs, store
 
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 1024
 SHOWN = 10  # the notebook looks at the first test digits
+PLOTS = "plots"  # the run's artifact folder of the pictures
 
 
 def confusion_matrix(
@@ -166,7 +168,7 @@ def run(
         meta = preprocess.read_meta(prepared)
         record.data(x, y, meta, source=str(prepared), context="testing")
         _record(metrics, matrix, [Path(paths.metrics), Path(paths.predictions)])
-        record.artifacts(drawn.result(), "plots")
+        record.artifacts(drawn.result(), PLOTS)
     _report(metrics, table)
     return metrics
 
@@ -243,12 +245,27 @@ def _with_interval(metrics: dict, metric: str, label: str) -> str:
     )
 
 
+def restore(paths: config.PathsConfig, done: reuse.Done) -> None:
+    """The outputs of a job evaluated before, from its run: the same bytes, nothing redone."""
+    for path in (Path(paths.metrics), Path(paths.predictions)):
+        with reuse.fetched(done, path.name) as got:
+            files.copy(got, path)
+    with reuse.fetched(done, PLOTS) as got:
+        for picture in sorted(got.iterdir()):
+            files.copy(picture, Path(paths.plots) / picture.name)
+    log.info("evaluated before, in run %s: its metrics, predictions and plots", done.run_id)
+
+
 def main(argv: list[str] | None = None) -> None:
     entry.parser("pipeline.evaluate", __doc__).parse_args(argv)
     cfg = config.load()
     paths = cfg.paths
     net = model.load(Path(paths.model))
     digest = provenance.weights_digest(net.get_weights())
+    if cfg.reuse and (done := reuse.find(cfg.tracking.experiment, jobs.of(cfg))):
+        if done.weights == digest:  # `train` restored this job's model from its run
+            restore(paths, done)
+            return
     stage = {names.STAGE: "train"}
     # The run that trained these weights: the latest with their digest (DVC may have
     # restored the model from its cache rather than retrain it, and then no new run exists).
@@ -259,10 +276,12 @@ def main(argv: list[str] | None = None) -> None:
             store.uri(),
             digest[:12],
         )
-    with runs.start(cfg.tracking.experiment, trained, tags=stage) as run_id:
-        if trained is None:
-            record.weights(digest)
-        run(paths, net, pd.read_csv(paths.history), cfg.train.validation_split)
+    queued = trained if trained and queues.queued() else None  # a job of the queue's sweep
+    with queues.sweep_of(queued, last_stage=True):
+        with runs.start(cfg.tracking.experiment, trained, tags=stage) as run_id:
+            if trained is None:
+                record.weights(digest)
+            run(paths, net, pd.read_csv(paths.history), cfg.train.validation_split)
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id, store.uri())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,3 +82,9 @@ def alive(pid: int) -> bool:
 def write_text(path: Path, text: str, mode: int | None = None) -> None:
     with replacing(path, mode=mode) as tmp:
         tmp.write_text(text)
+
+
+def copy(source: Path, path: Path) -> None:
+    """`source`'s bytes to `path`, atomically."""
+    with replacing(path) as tmp:
+        shutil.copyfile(source, tmp)

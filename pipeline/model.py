@@ -143,13 +143,20 @@ def save(net: keras.Model, path: Path) -> None:
     """Save as a `.keras` file, atomically, whose bytes depend on the model alone."""
     with files.replacing(Path(path), suffix=".keras") as tmp:
         net.save(tmp)
-        with zipfile.ZipFile(tmp) as saved:
-            entries = [(info, saved.read(info)) for info in saved.infolist()]
-        with zipfile.ZipFile(tmp, "w") as out:
-            for info, content in entries:
-                entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
-                entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
-                out.writestr(entry, internals.stable(info.filename, content))
+        restamp(tmp, tmp)
+
+
+def restamp(saved: Path, path: Path) -> None:
+    """Write the `.keras` file Keras saved at `saved` to `path` as `save` writes it: the same
+    bytes for the same model, whenever and by whichever process Keras saved it (a model
+    logged to MLflow too: `train` restores a reused job's model file from it)."""
+    with zipfile.ZipFile(saved) as zipped:
+        entries = [(info, zipped.read(info)) for info in zipped.infolist()]
+    with zipfile.ZipFile(path, "w") as out:
+        for info, content in entries:
+            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
+            out.writestr(entry, internals.stable(info.filename, content))
 
 
 def load(path: Path) -> keras.Model:

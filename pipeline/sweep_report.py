@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import config, entry, files, findings, sweep_plots, sweep_text
-from pipeline.tracking import names, store, sweeps
+from pipeline.tracking import names, queues, store, sweeps
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("parent", nargs="?", help="the sweep's parent run id (default: newest)")
     parser.add_argument("--experiment", help="default: tracking.experiment in conf/")
     parser.add_argument("--output", type=Path, help="folder for the report files")
+    parser.add_argument(
+        "--end",
+        action="store_true",
+        help="then end the parent run FINISHED, or FAILED if a job failed; only once none of "
+        "its jobs runs (the DVC queue's jobs ask for this as they end)",
+    )
     args = parser.parse_args(argv)
     experiment = args.experiment or config.defaults().tracking.experiment
-    publish(args.parent or sweeps.latest(experiment), args.output)
+    parent = args.parent or sweeps.latest(experiment)
+    if args.end and (running := queues.pending(parent)):
+        log.info("%d job(s) of sweep %s still run: the last to end publishes", running, parent)
+        return
+    report = publish(parent, args.output)
+    if args.end:
+        sweeps.end(parent, "FAILED" if sweep_text.failed(report.rows) else "FINISHED")
 
 
 if __name__ == "__main__":

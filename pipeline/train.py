@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import keras
@@ -29,7 +30,7 @@ from pipeline import (
     preprocess,
     provenance,
 )
-from pipeline.tracking import names, record, registry, runs
+from pipeline.tracking import names, queues, record, registry, reuse, runs
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,30 @@ def register_version(
     return decision
 
 
+def restore(cfg: config.Config, done: reuse.Done) -> None:
+    """The outputs of a job done before (`tracking.reuse`), from its run: the model file as
+    `model.save` writes it, the history, the environment (the same: it is in the job's key);
+    registered if it was not. The same bytes as training would write; nothing trained."""
+    log.info("%s", done.line(os.environ.get(queues.EXP_NAME) or "params.yaml"))
+    paths = cfg.paths
+    with reuse.fetched(done, reuse.KERAS_FILE) as saved:
+        with files.replacing(Path(paths.model), suffix=".keras") as tmp:
+            model.restamp(saved, tmp)
+    with reuse.fetched(done, Path(paths.history).name) as history:
+        files.copy(history, Path(paths.history))
+    facts = provenance.environment()
+    files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
+    if not reuse.registered(done.run_id):
+        decision = registry.register(
+            cfg.tracking.registered_model,
+            done.model_uri,
+            done.val_accuracy,
+            validation=registry.validation(Path(paths.prepared), cfg.train.validation_split),
+            level=cfg.tracking.promotion_level,
+        )
+        log.info("registered as version %d: %s", decision.version, decision.line)
+
+
 def main(argv: list[str] | None = None) -> None:
     entry.parser("pipeline.train", __doc__).parse_args(argv)
     cfg = config.load()
@@ -122,9 +147,20 @@ def main(argv: list[str] | None = None) -> None:
         )
     # No file links the outputs to the run: they would differ on every run. Evaluate finds
     # the run by the weights' digest.
-    with runs.start(cfg.tracking.experiment, tags={names.STAGE: "train"}) as run_id:
-        log.info("MLflow run %s", run_id)
-        run(cfg, cfg.paths)
+    if cfg.reuse and (done := reuse.find(cfg.tracking.experiment, jobs.of(cfg))):
+        restore(cfg, done)
+        if queues.queued():
+            queues.count(cfg.tracking.experiment, done)
+        return
+    stage = {names.STAGE: "train"}
+    # A queued experiment's run is a job of the queue's sweep (`tracking.queues`); any
+    # experiment's run has DVC's name for it, as `dvc exp show` lists it.
+    joined = queues.join(cfg.tracking.experiment, stage) if queues.queued() else None
+    name = os.environ.get(queues.EXP_NAME)
+    with queues.sweep_of(joined, last_stage=False):
+        with runs.start(cfg.tracking.experiment, joined, name=name, tags=stage) as run_id:
+            log.info("MLflow run %s", run_id)
+            run(cfg, cfg.paths)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def configuration(cfg: config.Config) -> None:
         if diff:
             mlflow.log_text(diff, DIFF_ARTIFACT)
     for env, tag in (
-        ("DVC_EXP_NAME", "dvc_exp_name"),
-        ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev"),
+        ("DVC_EXP_NAME", names.DVC_EXP_NAME),
+        ("DVC_EXP_BASELINE_REV", names.DVC_BASELINE),
     ):
         if os.environ.get(env):
             tags[tag] = os.environ[env]

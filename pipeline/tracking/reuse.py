@@ -11,15 +11,20 @@ the first started is the one reused; where two sweeps ran a job at once, the oth
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
+import mlflow
 from mlflow.entities import Run
 
 from pipeline.tracking import names, store
-from pipeline.tracking.registry import MODEL_NAME
 
 WHOLE = (names.WEIGHTS, names.FINGERPRINT)  # tags a reusable run has, with TEST_ACCURACY
+KERAS_FILE = "data/model.keras"  # in a logged Keras model's files (`mlflow.keras`)
 SEARCHED = 100  # runs of one key looked at: more than two sweeps racing would make
 
 
@@ -32,6 +37,8 @@ class Done:
     ended: datetime
     val_accuracy: float | None
     model_uri: str  # its logged model, `models:/m-...`
+    model_files: str  # where that model's files are (its `data/model.keras`)
+    weights: str  # the weights' digest
 
     def line(self, job: str) -> str:
         when = self.ended.astimezone().strftime("%Y-%m-%d %H:%M")
@@ -57,7 +64,8 @@ def _finished(experiment_id: str, key: str) -> list[Run]:
 
 def find(experiment: str, key: str) -> Done | None:
     """The run to reuse for a job of `key` in `experiment`, or None."""
-    found = store.connect().get_experiment_by_name(experiment)
+    with store.lock():  # the first call of a process may create the store
+        found = store.connect().get_experiment_by_name(experiment)
     done = _finished(found.experiment_id, key) if found else []
     if not done:
         return None
@@ -67,8 +75,27 @@ def find(experiment: str, key: str) -> Done | None:
     models = store.connect().search_logged_models(
         [run.info.experiment_id], f"source_run_id = '{run.info.run_id}'", max_results=1
     )
-    uri = models[0].model_uri if models else f"runs:/{run.info.run_id}/{MODEL_NAME}"
-    return Done(run.info.run_id, run.info.run_name or "", ended, accuracy, uri)
+    if not models:  # logged before MLflow 3's logged models: not a whole record here
+        return None
+    model = models[0]
+    return Done(
+        run.info.run_id, run.info.run_name or "", ended, accuracy, model.model_uri,
+        model.artifact_location, run.data.tags[names.WEIGHTS],
+    )  # fmt: skip
+
+
+@contextmanager
+def fetched(done: Done, artifact: str) -> Iterator[Path]:
+    """A reused run's `artifact` (a file or a folder; `KERAS_FILE`: its logged model's
+    `.keras` file), downloaded into a temporary folder that is gone afterwards."""
+    where = (
+        {"artifact_uri": f"{done.model_files}/{KERAS_FILE}"}
+        if artifact == KERAS_FILE
+        else {"run_id": done.run_id, "artifact_path": artifact}
+    )
+    store.connect()
+    with tempfile.TemporaryDirectory() as folder:
+        yield Path(mlflow.artifacts.download_artifacts(**where, dst_path=folder))
 
 
 def count(parent_id: str, done: Done, job: str) -> None:

@@ -102,7 +102,7 @@ def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
             [parent.info.experiment_id], query, order_by=["attributes.start_time ASC"]
         )
 
-    jobs = search(f"tags.mlflow.parentRunId = '{parent_id}'").assign(reused=False)
+    jobs = search(f"tags.{names.PARENT} = '{parent_id}'").assign(reused=False)
     if counted := reuse.counted(parent.data.tags):
         again = search(f"attributes.run_id IN ({', '.join(map(repr, counted))})")
         tables = [table for table in (jobs, again.assign(reused=True)) if not table.empty]
