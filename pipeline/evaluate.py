@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
             if trained is None:
                 record.weights(digest)
             run(paths, net, pd.read_csv(paths.history), cfg.train.validation_split)
+        reuse.settle(run_id)  # a job done twice (`reuse=false`): this one is the duplicate
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id, store.uri())
 
 

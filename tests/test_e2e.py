@@ -7,7 +7,6 @@ canonical URL, or from MNIST_SOURCE when set (CI and offline machines).
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from PIL import Image
 
 from pipeline import config
 
-from .helpers.project import Project, sh
+from .helpers.project import Project
 
 pytestmark = pytest.mark.e2e
 STAGES = ("check_params", "download", "preprocess", "train", "evaluate")
@@ -194,40 +193,6 @@ def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(lab, tm
 
 def _ids(runs) -> list[str]:
     return [run.info.run_id for run in runs]
-
-
-def _sweep_children(runs, parent):
-    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-
-
-def test_a_dvc_queue_runs_two_experiments_at_once_into_a_fresh_store(lab, tmp_path):
-    # A fresh clone: no MLflow store yet. It shares the project's DVC cache (the data).
-    clone = Project(tmp_path / "clone", lab.env)
-    sh(tmp_path, lab.env, "git", "clone", "-q", str(lab.path), str(clone.path))
-    clone.sh("dvc", "cache", "dir", "--local", str(lab.path / ".dvc/cache"))
-    clone.sh(
-        "dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "-S", "train.batch_size=64,256"
-    )
-    status = clone.run_queue(tmp_path / "queue.log")
-    client, runs = clone.runs()
-    assert sorted(r.data.params["train.batch_size"] for r in runs) == ["256", "64"], status
-    shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
-    shown = shown.dropna(subset=["Experiment"]).set_index("Experiment")
-    head = clone.sh("git", "rev-parse", "HEAD").strip()
-    for run in runs:
-        assert run.info.status == "FINISHED"
-        for name in ("accuracy", "val_accuracy", "train_val_gap"):
-            assert len(client.get_metric_history(run.info.run_id, name)) == 1, name
-        assert {"test_accuracy", "overfitting_gap"} <= set(run.data.metrics)
-        # The experiment `dvc exp show` lists and the MLflow run name each other.
-        row = shown.loc[run.data.tags["dvc_exp_name"]]
-        assert row["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
-        assert row["train.batch_size"] == int(run.data.params["train.batch_size"])
-        assert run.data.tags["dvc_exp_baseline_rev"] == head
-        # A queued experiment runs in a copy of its own, yet records the baseline commit and
-        # a clean source (the params it changes are not source): `reproduce` can rebuild it.
-        assert run.data.tags["mlflow.source.git.commit"] == head
-        assert run.data.tags["git_dirty"] == "False"
 
 
 def test_early_stopping_keeps_registers_and_evaluates_the_best_epoch(tmp_path):
