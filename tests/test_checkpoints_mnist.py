@@ -106,7 +106,7 @@ def test_a_sweep_shares_its_epochs_and_each_job_is_as_if_trained_alone(lab):
         return jobs
 
     shared = sweep("multirun/shared")
-    alone = sweep("multirun/alone", "checkpoints.enabled=false")
+    alone = sweep("multirun/alone", "checkpoints.enabled=false", "reuse=false")
     assert sorted(shared) == [("1", "128"), ("1", "256"), ("2", "128"), ("2", "256")]
     for job, made in shared.items():
         assert made[:2] == alone[job][:2], f"job {job} differs from its own training alone"
