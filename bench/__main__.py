@@ -52,6 +52,7 @@ def main() -> None:
         results["replicates"] = measure.replicates(project)
         results["reproduce"] = measure.reproduction(project, args.reps)
         results["checkpoints"] = measure.checkpoints(project)
+        results["reuse"] = measure.reuse(project)  # after checkpoints(): its grid again
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     report = markdown(results)
     args.output.with_name("RESULTS.md").write_text(report)

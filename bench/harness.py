@@ -21,6 +21,7 @@ NOTEBOOK = ROOT / "bench" / "notebook.py"
 TRAIN_STEP = ROOT / "bench" / "train_step.py"
 TORCH = ROOT / "bench" / "torch_notebook.py"
 CACHE_OFF = "checkpoints.enabled=false"
+FRESH = "reuse=false"  # every job trained, none reused from an earlier run (`reuse()` measures)
 REPRO = ("dvc", "repro", "-s", "-f", "train", "evaluate")
 
 # Started from a fresh, small interpreter: a child forked from this process would count this
@@ -52,12 +53,13 @@ def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
 
 class Project:
     """A throwaway git + DVC copy of this project, with its data prepared, and the checkpoint
-    cache off (`checkpoints()` measures it): every timed training trains all its epochs."""
+    cache and job reuse off (`checkpoints()` and `reuse()` measure them; each sweep passes
+    FRESH too): every timed training trains all its epochs."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "project"
         self.env = copy_project(self.path, skip=("tests/",))
-        self.python("-m", "pipeline.config", CACHE_OFF)
+        self.python("-m", "pipeline.config", CACHE_OFF, FRESH)
         self.run("dvc", "repro")
 
     def run(self, *command: str, env: dict[str, str] | None = None) -> tuple[float, float, str]:

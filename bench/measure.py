@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from mlflow import MlflowClient
 
-from bench.harness import CACHE_OFF, NOTEBOOK, REPRO, TORCH, TRAIN_STEP, Project, median
+from bench.harness import CACHE_OFF, FRESH, NOTEBOOK, REPRO, TORCH, TRAIN_STEP, Project, median
 from pipeline import DEFAULT_BACKEND
 
 # Who trains the notebook's model, each in a fresh process on the same data: the script and
@@ -82,7 +82,9 @@ def pipeline_overhead(project: Project, reps: int) -> dict:
         script.append(project.python(str(NOTEBOOK), raw)[0])
         noop.append(project.run("dvc", "repro")[0])
         single.append(
-            project.python("-m", "pipeline.sweep", "hydra.run.dir=outputs/bench", CACHE_OFF)[0]
+            project.python(
+                "-m", "pipeline.sweep", "hydra.run.dir=outputs/bench", CACHE_OFF, FRESH
+            )[0]
         )
         keras.append(project.python("-c", "import keras")[0])
     metrics = json.loads((project.path / "reports/metrics.json").read_text())
@@ -120,6 +122,7 @@ def sweep_overhead(project: Project, jobs: int) -> dict:
             "train.epochs=1",
             f"train.seed={seeds}",
             CACHE_OFF,
+            FRESH,
             f"hydra.sweep.dir={folder}",
         )[0]
         return wall, [
@@ -146,7 +149,13 @@ def replicates(project: Project, seeds: int = 10) -> dict:
     spent in their epochs: what replicates cost beyond training them."""
     folder = "multirun/bench-replicates"
     wall = project.python(
-        "-m", "pipeline.sweep", "-m", f"replicates={seeds}", CACHE_OFF, f"hydra.sweep.dir={folder}"
+        "-m",
+        "pipeline.sweep",
+        "-m",
+        f"replicates={seeds}",
+        CACHE_OFF,
+        FRESH,
+        f"hydra.sweep.dir={folder}",
     )[0]
     epochs = sum(
         project.epoch_seconds(json.loads(record.read_text())["run_id"])
@@ -184,6 +193,7 @@ def grid_sweep(project: Project, folder: str, *settings: str) -> tuple[float, fl
         "grid=overfitting",
         "replicates=1",
         f"hydra.sweep.dir={folder}",
+        FRESH,
         *settings,
     )[0]
     client = MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
@@ -207,6 +217,7 @@ def separately(project: Project) -> float:
             f"train.batch_size={batch}",
             f"hydra.run.dir=outputs/alone-{epochs}-{batch}",
             CACHE_OFF,
+            FRESH,
         )[0]
         for epochs in str(swept["train.epochs"]).split(",")
         for batch in str(swept["train.batch_size"]).split(",")
@@ -223,6 +234,7 @@ def checkpoints(project: Project) -> dict:
     uncached, jobs_in_sweep = grid_sweep(project, "multirun/grid-alone", CACHE_OFF)
 
     def exp(*settings: str) -> float:
+        settings += (FRESH,)
         return project.run("dvc", "exp", "run", *(f"-S{setting}" for setting in settings))[0]
 
     scratch = exp("train.epochs=10", "train.seed=101", CACHE_OFF)
@@ -238,4 +250,33 @@ def checkpoints(project: Project) -> dict:
         "exp_10_scratch_s": scratch,
         "write_s": median(keeping["write_s"]),
         "epoch_s": median(keeping["epoch_s"][1:]),
+    }
+
+
+def _sweep(project: Project, folder: str, *overrides: str) -> float:
+    """The wall time of `python -m pipeline.sweep -m OVERRIDES`, jobs reused where done."""
+    return project.python(
+        "-m", "pipeline.sweep", "-m", *overrides, f"hydra.sweep.dir=multirun/{folder}"
+    )[0]
+
+
+def reuse(project: Project) -> dict:
+    """Jobs done before, not done again: after `checkpoints()`, the 3x3 grid it trained run
+    again (every job reused); a 4-job sweep stopped after 2 and run again, against its 2 jobs
+    left run as a sweep of their own; seeds 1 to 10 of the default after seeds 1 to 5, against
+    seeds 1 to 10 from scratch (other seeds, the same work). A stop is its first half run as a
+    sweep of its own: the store then holds what a Ctrl-C after those jobs leaves."""
+    again = _sweep(project, "reuse-grid", "grid=overfitting", "replicates=1")
+    left_alone = _sweep(project, "reuse-left", "train.seed=301,302", FRESH)
+    _sweep(project, "reuse-stopped", "train.seed=303,304")
+    resumed = _sweep(project, "reuse-resumed", "train.seed=303,304,305,306")
+    scratch = _sweep(project, "reuse-scratch", "train.seed=range(401,411)", FRESH)
+    _sweep(project, "reuse-first-5", "train.seed=range(501,506)")
+    extended = _sweep(project, "reuse-then-10", "train.seed=range(501,511)")
+    return {
+        "grid_again_s": again,
+        "resumed_s": resumed,
+        "left_alone_s": left_alone,
+        "seeds_10_scratch_s": scratch,
+        "seeds_10_after_5_s": extended,
     }

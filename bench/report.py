@@ -39,7 +39,39 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
             "<= +5 s, identical",
             rebuild["overhead_s"] <= 5 and set(rebuild["verdicts"]) == {"identical"},
         ),
-    ] + checkpoint_targets(results["checkpoints"])
+        *checkpoint_targets(results["checkpoints"]),
+        *reuse_targets(results.get("reuse")),
+    ]
+
+
+def reuse_targets(found: dict | None) -> list[tuple[str, str, str, bool]]:
+    """The job-reuse issue's targets: a finished sweep again, a stopped one resumed, and more
+    seeds after some."""
+    if not found:
+        return []
+    extra = found["resumed_s"] - found["left_alone_s"]
+    more = found["seeds_10_after_5_s"] / found["seeds_10_scratch_s"]
+    return [
+        (
+            "the 3x3 sweep again, every job done",
+            f"{found['grid_again_s']:.1f} s",
+            "<= 5 s",
+            found["grid_again_s"] <= 5,
+        ),
+        (
+            "a sweep stopped after half its jobs, resumed, beyond the jobs left",
+            f"{extra:+.1f} s ({found['resumed_s']:.0f} s / {found['left_alone_s']:.0f} s)",
+            "<= +5 s",
+            extra <= 5,
+        ),
+        (
+            "seeds 1-10 after 1-5 / seeds 1-10 from scratch",
+            f"{more:.2f}x ({found['seeds_10_after_5_s']:.0f} s / "
+            f"{found['seeds_10_scratch_s']:.0f} s)",
+            "<= 0.55x",
+            more <= 0.55,
+        ),
+    ]
 
 
 def replicate_targets(found: dict | None) -> list[tuple[str, str, str, bool]]:

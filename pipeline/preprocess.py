@@ -6,6 +6,7 @@ arrays' fingerprint and counts for tracking. No TensorFlow or MLflow here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +136,10 @@ def read_meta(prepared: Path) -> dict:
     return json.loads((prepared / META).read_text())
 
 
-def up_to_date(cfg: config.Config) -> None:
-    """Bring the prepared arrays up to date, once before a sweep's first job.
+@contextlib.contextmanager
+def up_to_date(cfg: config.Config) -> Iterator[None]:
+    """Bring the prepared arrays up to date, once before a sweep's first job, while the block
+    runs (the sweep meanwhile opens its store); they are when it ends.
 
     The pipeline's own arrays (`paths.prepared` as in params.yaml) belong to DVC: `dvc repro
     preprocess` reruns download and preprocess only if an input changed or an output is
@@ -146,6 +150,7 @@ def up_to_date(cfg: config.Config) -> None:
     if params is None or Path(params.paths.prepared).resolve() != prepared.resolve():
         require(prepared)
         log.info("using the prepared arrays in %s as they are", prepared)
+        yield
         return
     if (params.data, params.paths.raw) != (cfg.data, cfg.paths.raw):
         raise config.ConfigError(
@@ -154,7 +159,9 @@ def up_to_date(cfg: config.Config) -> None:
             "paths.prepared to arrays of your own"
         )
     command = [sys.executable, "-m", "dvc", "repro", "preprocess"]
-    if subprocess.run(command, check=False).returncode:
+    with subprocess.Popen(command) as process:
+        yield
+    if process.returncode:
         raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
 
 

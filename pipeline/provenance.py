@@ -5,6 +5,7 @@ compares them."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -70,11 +71,9 @@ def environment() -> dict[str, str]:
     backend from KERAS_BACKEND, which importing `pipeline` sets before Keras loads: asked here
     without loading Keras (seconds), for a job's key before deciding to train."""
     backend = os.environ["KERAS_BACKEND"]
-    model_name, isa = cpu()
     facts = {"python": platform.python_version(), "keras_backend": backend}
-    facts |= {name: metadata.version(name) for name in PACKAGES}
-    if backend != "tensorflow":
-        facts[backend] = metadata.version(backend)
+    facts |= _versions(backend)
+    model_name, isa = _cpu()
     facts |= {
         "machine": platform.machine(),
         "cpu": model_name,
@@ -84,6 +83,16 @@ def environment() -> dict[str, str]:
     facts["cpus"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0)
     facts |= {name.lower(): os.environ.get(name, "default") for name in VARIABLES}
     return facts
+
+
+@functools.cache
+def _versions(backend: str) -> dict[str, str]:
+    """The packages' versions, read once a process (a sweep asks for every job)."""
+    found = {name: metadata.version(name) for name in PACKAGES}
+    return found | ({backend: metadata.version(backend)} if backend != "tensorflow" else {})
+
+
+_cpu = functools.cache(cpu)  # the CPU does not change while a process runs
 
 
 def differences(recorded: Mapping[str, str], here: Mapping[str, str]) -> list[str]:

@@ -49,26 +49,25 @@ def imports(module: str, as_main: bool = False) -> set[str]:
     return found
 
 
-def closure(module: str) -> list[str]:
-    """Every project file that running `module` (`python -m module`) executes, relative to
-    `ROOT`, sorted."""
+def closure(*modules: str) -> list[str]:
+    """Every project file that running each of `modules` (`python -m module`) executes,
+    relative to `ROOT`, sorted: one walk, each file read once."""
     seen: set[str] = set()
-    todo = [module]
+    todo = list(modules)
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
             parts = name.split(".")
-            found = imports(name, as_main=name == module)
+            found = imports(name, as_main=name in modules)
             todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(found)
     return sorted(str(path(name).relative_to(ROOT)) for name in seen)
 
 
 def digest(*modules: str) -> str:
-    """sha256 over the names and bytes of the files of `closure(module)` for each of
-    `modules`: changes with any of that code."""
+    """sha256 over the names and bytes of `closure(*modules)`: changes with any of that code."""
     hashed = hashlib.sha256()
-    for name in sorted(set().union(*map(closure, modules))):
+    for name in closure(*modules):
         hashed.update(f"{name}\0".encode())
         hashed.update((ROOT / name).read_bytes())
         hashed.update(b"\0")

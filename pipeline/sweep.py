@@ -78,10 +78,16 @@ def _overrides(hydra_node: DictConfig) -> tuple[dict[str, str], list[str]]:
     return given, [key for key, o in last.items() if o.is_sweep_override()]
 
 
+def _prepared(hydra_config: DictConfig) -> None:
+    with preprocess.up_to_date(_base(hydra_config)):
+        pass
+
+
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
-    preprocess.up_to_date(base)
+    with preprocess.up_to_date(base), store.lock():
+        store.connect()  # meanwhile: a store's first client takes a while
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
     sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
@@ -165,7 +171,7 @@ class SweepCallback(Callback):
     """Hydra's hooks around the jobs (registered in conf/config.yaml, `hydra.callbacks`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _or_exit(lambda c: preprocess.up_to_date(_base(c)), config)
+        _or_exit(_prepared, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _or_exit(_open, config)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from pipeline.tracking import names, reuse, runs, store
 
@@ -92,14 +93,17 @@ def _parent(client: MlflowClient, experiment: str) -> str:
 def join(experiment: str, tags: dict[str, str]) -> str:
     """Open this experiment's run, with `tags`, as a child of the queue's parent run; its id,
     to resume. Under the lock `close` takes, so the parent never ends between the two."""
-    with _locked(), store.lock():
-        client = store.connect()
-        parent_id = _parent(client, experiment)
-        child = client.create_run(
-            store.experiment_id(client, experiment),
-            run_name=os.environ[EXP_NAME],
-            tags=tags | runs.owner() | {names.PARENT: parent_id},
-        )
+    try:
+        with _locked(), store.lock():
+            client = store.connect()
+            parent_id = _parent(client, experiment)
+            child = client.create_run(
+                store.experiment_id(client, experiment),
+                run_name=os.environ[EXP_NAME],
+                tags=tags | runs.owner() | {names.PARENT: parent_id},
+            )
+    except MlflowException as err:
+        raise runs.unopened(experiment, None, err) from None
     return child.info.run_id
 
 

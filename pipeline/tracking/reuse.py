@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import LoggedModel, Run
+from mlflow.exceptions import MlflowException
 
-from pipeline.tracking import names, store
+from pipeline.tracking import names, runs, store
 
 WHOLE = (names.WEIGHTS, names.FINGERPRINT)  # tags a reusable run has, with TEST_ACCURACY
 KERAS_FILE = "data/model.keras"  # in a logged Keras model's files (`mlflow.keras`)
@@ -64,23 +65,26 @@ def _finished(experiment_id: str, key: str) -> list[Run]:
 
 def find(experiment: str, key: str) -> Done | None:
     """The run to reuse for a job of `key` in `experiment`, or None."""
-    with store.lock():  # the first call of a process may create the store
-        found = store.connect().get_experiment_by_name(experiment)
-    done = _finished(found.experiment_id, key) if found else []
-    if not done:
-        return None
-    run = done[0]
+    try:
+        with store.lock():  # the first call of a process may create the store
+            client = store.connect()
+            found = client.get_experiment_by_name(experiment)
+        for run in _finished(found.experiment_id, key) if found else []:
+            models = client.search_logged_models(
+                [run.info.experiment_id], f"source_run_id = '{run.info.run_id}'", max_results=1
+            )
+            if models:  # a run whose model MLflow 3 did not log (an older one) is not whole
+                return _done(run, models[0])
+    except MlflowException as err:  # before the job's run opens: said as that would say it
+        raise runs.unopened(experiment, None, err) from None
+    return None
+
+
+def _done(run: Run, model: LoggedModel) -> Done:
     ended = datetime.fromtimestamp((run.info.end_time or run.info.start_time) / 1000, UTC)
-    accuracy = run.data.metrics.get(names.VAL_ACCURACY)
-    models = store.connect().search_logged_models(
-        [run.info.experiment_id], f"source_run_id = '{run.info.run_id}'", max_results=1
-    )
-    if not models:  # logged before MLflow 3's logged models: not a whole record here
-        return None
-    model = models[0]
     return Done(
-        run.info.run_id, run.info.run_name or "", ended, accuracy, model.model_uri,
-        model.artifact_location, run.data.tags[names.WEIGHTS],
+        run.info.run_id, run.info.run_name or "", ended, run.data.metrics.get(names.VAL_ACCURACY),
+        model.model_uri, model.artifact_location, run.data.tags[names.WEIGHTS],
     )  # fmt: skip
 
 

@@ -94,10 +94,11 @@ def _open(
                 experiment_id=found, run_name=name, parent_run_id=parent_id, tags=owner() | tags
             )
     except MlflowException as err:
-        raise _unopened(experiment, run_id, err) from None
+        raise unopened(experiment, run_id, err) from None
 
 
-def _unopened(experiment: str, run_id: str | None, err: MlflowException) -> TrackingError:
+def unopened(experiment: str, run_id: str | None, err: MlflowException) -> TrackingError:
+    """The error for a store that failed as a run was about to open: what, where, and why."""
     what = f"run {run_id}" if run_id else f"a run in experiment {experiment!r}"
     hints = []
     if uri().startswith(("http://", "https://")):

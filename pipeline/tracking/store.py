@@ -8,6 +8,7 @@ in `dvc exp` queue copies, which must write to the one real store) or the workin
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ def connect() -> MlflowClient:
     target = uri()
     mlflow.set_tracking_uri(target)
     try:
-        return MlflowClient(target)
+        return _client(target)
     except SQLAlchemyError as err:  # a damaged file, or one that is not MLflow's
         cause = str(getattr(err, "orig", None) or err).splitlines()[0]
         path = target.removeprefix("sqlite:///")
@@ -81,6 +82,13 @@ def connect() -> MlflowClient:
             f"MLflow database. Move it aside (mv {path} {path}.damaged) and rerun to start a "
             "new store, or put back a copy you trust"
         ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _client(target: str) -> MlflowClient:
+    """One client a store and process: making one costs tens of milliseconds, and a sweep that
+    reuses its jobs asks a few times a job."""
+    return MlflowClient(target)
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
