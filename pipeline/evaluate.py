@@ -6,8 +6,9 @@ test digits a run's 97.9% is only known to about ±0.28 points.
 Core: pure functions over predicted probabilities. `run(paths, net, history)` writes
 `metrics.json` (for `dvc metrics show`) and `predictions.csv` (one row per test digit, a DVC
 confusion plot) and logs them in the open MLflow run. `main()` loads the trained model and
-resumes the run that trained it, found by the weights' digest; a sweep job passes the model
-it has just trained.
+resumes the run that trained it, found by the weights' digest (for a job done before, whose
+model train restored, it writes the same outputs from that run: `restore`); a sweep job
+passes the model it has just trained.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ prepared arrays, trains through the engine with the checkpoint cache, writes the
 history CSV (a DVC plot) and the environment it ran in, and records them in the open MLflow
 run with the weights' digest, then logs the model and registers it (`@champion` only on
 evidence: `pipeline.tracking.promotion`). `main()` opens a new run for it, which evaluate
-later adds to; a sweep job (`pipeline.sweep`) opens a child run and registers nothing.
+later adds to (in the DVC queue, a child of the queue's sweep: `tracking.queues`), or, for a
+job done before (`pipeline.jobs`), writes the same outputs from that run (`restore`); a sweep
+job (`pipeline.sweep`) opens a child run and registers nothing.
 """
 
 from __future__ import annotations

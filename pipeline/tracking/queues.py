@@ -147,7 +147,11 @@ def sweep_of(run_id: str | None, *, last_stage: bool) -> Iterator[None]:
 def _close(run_id: str) -> None:
     """Publish the report of the queue's sweep (`run_id`: it, or a job of it), and end it
     once no job of it runs."""
-    tags = store.connect().get_run(run_id).data.tags
+    try:
+        tags = store.connect().get_run(run_id).data.tags
+    except MlflowException as err:  # the store is away: the stage's own error says more
+        log.warning("the queue's sweep report waits for the store (%s)", store.why(err))
+        return
     parent_id = run_id if tags.get(names.LAUNCHER) == LAUNCHER else tags.get(names.PARENT)
     if not parent_id:
         return
