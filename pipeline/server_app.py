@@ -1,4 +1,7 @@
-"""The team server's MLflow app: MLflow's own, whose /health also asks the database.
+"""The MLflow apps this project serves: MLflow's own in its training view
+(`pipeline.training_view`), and for the team server a /health that also asks the database.
+
+`python -m pipeline.ui` runs `mlflow server --app-name training-view`.
 
 `python -m pipeline.server` runs `mlflow server --app-name team` (`team-basic-auth` with
 --auth), the two entry points pyproject.toml declares in the group `mlflow.app`, which MLflow
@@ -19,18 +22,26 @@ import functools
 import logging
 from typing import Any
 
+from pipeline import training_view
+
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 3.0  # a probe that takes longer answers 503: /health never hangs
 _state = {"up": True}  # what this worker's last probe found: its log says each change once
 
 
-def create_app() -> Any:
-    """Entry point `team`: MLflow's app (the one `mlflow server` serves under uvicorn)."""
+def create_training_view_app() -> Any:
+    """Entry point `training-view`: MLflow's app (the one `mlflow server` serves under
+    uvicorn), opening in its training view."""
     from mlflow.server import app
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    return with_database_health(create_fastapi_app(app))
+    return training_view.with_training_view(create_fastapi_app(app))
+
+
+def create_app() -> Any:
+    """Entry point `team`: MLflow's app in its training view, with our /health."""
+    return with_database_health(create_training_view_app())
 
 
 def create_auth_app() -> Any:
@@ -41,7 +52,7 @@ def create_auth_app() -> Any:
     from mlflow.server import app
     from mlflow.server.auth import create_app as basic_auth
 
-    return with_database_health(basic_auth(app))
+    return with_database_health(training_view.with_training_view(basic_auth(app)))
 
 
 def with_database_health(fastapi_app: Any) -> Any:

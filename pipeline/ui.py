@@ -2,10 +2,12 @@
 
     python -m pipeline.ui [--port 5000]        (what `make ui` runs)
 
-It becomes `mlflow server` on the project's `mlflow.db` and `mlartifacts/` (the same store the
+It runs `mlflow server` on the project's `mlflow.db` and `mlartifacts/` (the same store the
 stages and sweeps write; `MLFLOW_TRACKING_URI` if that names a database), bound to 127.0.0.1,
 with MLflow's security defaults as they are: no extra allowed hosts or CORS origins, the
-security middleware on. One worker is plenty for one person.
+security middleware on. One worker is plenty for one person. The app is MLflow's own, opening
+in its training view (`pipeline.training_view`). The console shows errors, not every request;
+Ctrl-C stops the server and all it started, with one line.
 """
 
 from __future__ import annotations
@@ -13,24 +15,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 
-from pipeline import PipelineError, config, entry
+from pipeline import PipelineError, Stopped, config, entry
 from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-# MLflow 3.17's UI opens an experiment in its GenAI view (traces, an assistant) unless the
-# link asks for model training: the `mlflow.experimentKind` tag alone no longer decides, and
-# the experiment list's own links drop the choice.
-TRAINING_VIEW = "?workflowType=machine_learning"
+APP = "training-view"  # pipeline/server_app.py: MLflow's app, opening in its training view
+# uvicorn's line per request is not for a person browsing; errors still show
+QUIET = ["--uvicorn-opts", "--no-access-log"]
+# Starlette's deprecation of what MLflow's server imports: MLflow's to fix, not the user's
+WARNINGS = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
 
 
 def experiment_url(base: str, experiment_id: str | None) -> str:
-    """Where a trainer looks first: the experiment's training runs (the list without one)."""
+    """Where a trainer looks first: the experiment's runs (the list without one)."""
     where = f"/{experiment_id}" if experiment_id else ""
-    return f"{base}/#/experiments{where}{TRAINING_VIEW}"
+    return f"{base}/#/experiments{where}"
 
 
 def _experiment_id() -> str | None:
@@ -68,7 +72,26 @@ def command(port: int) -> list[str]:
             f"MLFLOW_TRACKING_URI is a server ({uri}): open it in a browser "
             "instead, or unset it to browse this project's own store"
         )
-    return mlflow_server(uri, HOST, port, 1)
+    return mlflow_server(uri, HOST, port, 1, "--app-name", APP, *QUIET)
+
+
+def serve(server: list[str]) -> None:
+    """Run `server` in a process group of its own until it ends, or until Ctrl-C or SIGTERM
+    here stops it and every worker it started (the terminal's Ctrl-C reaches only this
+    process, so the server's workers print no tracebacks of their own)."""
+    env = os.environ | {"PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", WARNINGS)}
+    process = subprocess.Popen(server, env=env, start_new_session=True)
+    try:
+        status = process.wait()
+    except (KeyboardInterrupt, Stopped):
+        entry.stop_group(process, grace=15)
+        log.info("stopped the MLflow UI")
+        return
+    except BaseException:
+        entry.stop_group(process, grace=15)
+        raise
+    if status:
+        raise PipelineError(f"the MLflow server exited with status {status} (its errors above)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         store.uri(),
         experiment_url(f"http://{HOST}:{args.port}", _experiment_id()),
     )
-    os.execv(server[0], server)
+    serve(server)
 
 
 if __name__ == "__main__":
