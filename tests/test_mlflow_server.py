@@ -15,7 +15,7 @@ from pipeline import PipelineError, server, ui
 MLFLOW = [sys.executable, "-m", "mlflow", "server"]
 
 
-def test_the_ui_serves_the_projects_own_store_on_loopback_with_one_worker(tmp_path):
+def test_the_ui_serves_the_projects_own_store_on_loopback_with_one_quiet_worker(tmp_path):
     assert ui.command(5000) == [
         *MLFLOW,
         "--backend-store-uri",
@@ -26,6 +26,10 @@ def test_the_ui_serves_the_projects_own_store_on_loopback_with_one_worker(tmp_pa
         "5000",
         "--workers",
         "1",
+        "--app-name",
+        "training-view",  # MLflow's app, opening in its training view
+        "--uvicorn-opts",
+        "--no-access-log",
     ]
 
 

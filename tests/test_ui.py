@@ -3,12 +3,15 @@ Chromium (Debian's package; `make test-all` installs it). Screenshots go to test
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -38,30 +41,43 @@ def _get(url: str, **headers: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(project, tmp_path_factory):
-    """`python -m pipeline.ui` in the project, on a free loopback port; stopped, with every
-    process it started, at the end."""
+def shown(project, tmp_path_factory):
+    """The session's trained project with a second run (another seed), for the compare page."""
+    proj = project.copy_to(tmp_path_factory.mktemp("ui") / "project")
+    proj.sh("dvc", "exp", "run", "-S", "train.epochs=1", "-S", "train.seed=7")
+    return proj
+
+
+def _start(proj, log: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m pipeline.ui` in `proj`, on a free loopback port, answering /health."""
     port = free_port()
-    log = tmp_path_factory.mktemp("ui") / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.ui", "--port", str(port)],
-            cwd=project.path,
-            env=project.env,
+            cwd=proj.path,
+            env=proj.env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://{ui.HOST}:{port}"
+    deadline = time.monotonic() + START_S
+    while _get(f"{url}/health") != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_group(process, grace=20)
+            pytest.fail(
+                f"the UI did not come up within {START_S} s (exit status "
+                f"{process.poll()}):\n{log.read_text()[-3000:]}"
+            )
+        time.sleep(0.5)
+    return process, url
+
+
+@pytest.fixture(scope="module")
+def server(shown, tmp_path_factory):
+    """The UI on `shown`; stopped, with every process it started, at the end."""
+    process, url = _start(shown, tmp_path_factory.mktemp("ui-log") / "server.log")
     try:
-        deadline = time.monotonic() + START_S
-        while _get(f"{url}/health") != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"the UI did not come up within {START_S} s (exit status "
-                    f"{process.poll()}):\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
         yield url
     finally:
         stop_group(process, grace=20)
@@ -108,20 +124,55 @@ def _assert_screenshot(page, name: str) -> None:
     assert (SCREENSHOTS / name).read_bytes()[:8] == PNG, f"{name} is not a PNG"
 
 
-def _assert_curves_drawn(page) -> None:
-    """The run's metric charts, filtered to its curves and gaps: each chart is there, and a
-    plotted line in each of the five curve charts (drawn, not still loading)."""
-    close = page.get_by_role("button", name="Close", exact=True)  # an assistant panel, if open
-    if close.count():
-        close.last.click()
-    page.get_by_placeholder("Search metric charts").fill("^(val_)?(accuracy|loss)$|gap$")
+# Which of the sidebar's two modes the page shows: the chosen one's label is the darker.
+MODE = """() => {
+  const label = text => [...document.querySelectorAll('[role=button]')]
+    .find(e => e.textContent.trim() === text);
+  const genai = label('GenAI'), training = label('Model training');
+  if (!genai || !training) return null;
+  const darkness = e => getComputedStyle(e.firstElementChild || e).color
+    .match(/\\d+/g).slice(0, 3).map(Number).reduce((a, b) => a + b);
+  return darkness(training) < darkness(genai) ? 'training' : 'genai';
+}"""
+
+
+def _assert_training_view(page, where: str) -> None:
+    _assert_visible(page, "Model training")
+    assert page.evaluate(MODE) == "training", f"{where}: the UI shows its GenAI view"
+
+
+def _assert_curves_first(page) -> None:
+    """The run's charts open on its learning curves, each pair on one chart, drawn; the
+    single numbers are folded away."""
     _assert_visible(
-        page, "accuracy", "val_accuracy", "loss", "val_loss", "train_val_gap", "overfitting_gap"
+        page,
+        "Learning curves",
+        "train_sample_accuracy vs val_accuracy",
+        "train_sample_loss vs val_loss",
+        "overfitting: train - validation accuracy",
     )
+    tops = [
+        page.get_by_text(text, exact=True).first.bounding_box()["y"]  # type: ignore[index]
+        for text in ("Learning curves", "Per epoch", "Results (single numbers)")
+    ]
+    assert tops == sorted(tops), "the learning curves are not the first section"
     traces = ".js-plotly-plot .scatterlayer .trace"
     page.wait_for_function(f"document.querySelectorAll('{traces}').length >= 5")
-    assert page.locator(traces).count() >= 5
+    assert not page.get_by_text("test_accuracy_ci_high", exact=True).is_visible()
     _assert_screenshot(page, "mlflow-run-curves.png")
+
+
+def _assert_compared_on_validation(page, names: list[str]) -> None:
+    """Two runs ticked in the table, compared: the parallel coordinates show the metric the
+    champion is chosen on."""
+    for name in names:
+        row = page.get_by_role("row").filter(has_text=name).first
+        row.get_by_role("checkbox").first.click(force=True)
+    page.get_by_role("button", name="Compare").first.click()
+    axes = page.locator(".parcoords text.axis-title")
+    axes.first.wait_for()
+    assert "val_accuracy" in axes.all_text_contents(), axes.all_text_contents()
+    _assert_screenshot(page, "mlflow-compare.png")
 
 
 def _assert_picture_previewed(page) -> None:
@@ -136,6 +187,11 @@ def _assert_picture_previewed(page) -> None:
     _assert_screenshot(page, "mlflow-run-pictures.png")
 
 
+def _training_runs(proj) -> list:
+    _, runs = proj.runs()
+    return [r for r in runs if "sweep" not in r.data.tags]
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(
     CHROMIUM is None,
@@ -143,31 +199,65 @@ def _assert_picture_previewed(page) -> None:
     "be (`make test-all` runs `apt-get install chromium`, which needs root or "
     "sudo)",
 )
-def test_the_ui_shows_the_run_its_curves_metrics_and_pictures(server, project, browser_page):
-    _, runs = project.runs()
-    run = max(
-        (
-            r
-            for r in runs
-            if "sweep" not in r.data.tags and "mlflow.parentRunId" not in r.data.tags
-        ),
-        key=lambda r: int(r.data.params["train.epochs"]),
-    )
-    page_of = f"{server}/#/experiments/{run.info.experiment_id}/runs"
-    page = browser_page
-
-    # The experiment opens on its training runs (the run table), not MLflow's GenAI view,
-    # from the link `make ui` prints.
-    page.goto(ui.experiment_url(server, run.info.experiment_id))
+def test_a_fresh_browser_follows_the_training_view_from_the_front_door(
+    server, shown, browser_page
+):
+    page = browser_page  # a new profile: nothing in its localStorage
+    first, run = _training_runs(shown)[-2:]
+    page.goto(server)  # the README's address
+    _assert_training_view(page, "the home page")
+    page.get_by_role("link", name="mnist", exact=True).first.click()
     _assert_visible(page, run.info.run_name)
-    assert "/runs" in page.url and "workflowType=machine_learning" in page.url, page.url
+    _assert_training_view(page, "the experiment's runs")
+    for column in ("val_accuracy", "test_accuracy", "overfitting_gap"):
+        assert page.get_by_role("columnheader", name=column).count(), f"no {column} column"
     _assert_screenshot(page, "mlflow-experiment.png")
-    page.goto(f"{page_of}/{run.info.run_id}")
-    _assert_visible(page, "test_accuracy", "overfitting_gap", "train.epochs")
-    page.goto(f"{page_of}/{run.info.run_id}/model-metrics")
-    # The curves come first: nothing (per-digit charts once) pushes them out of view.
-    _assert_visible(page, "accuracy")
-    _assert_curves_drawn(page)
-    page.goto(f"{page_of}/{run.info.run_id}/artifacts")
+
+    page.get_by_role("link", name=run.info.run_name, exact=True).first.click()
+    _assert_visible(page, "test_accuracy", "train.epochs")
+    _assert_training_view(page, "a run's overview")
+    page.get_by_text("Model metrics", exact=True).first.click()
+    _assert_curves_first(page)
+    _assert_training_view(page, "a run's charts")
+    page.get_by_text("Artifacts", exact=True).first.click()
     _assert_visible(page, "plots", "history.csv", "metrics.json")
     _assert_picture_previewed(page)
+
+    page.go_back()
+    page.go_back()
+    page.go_back()
+    _assert_visible(page, first.info.run_name)
+    _assert_compared_on_validation(page, [first.info.run_name, run.info.run_name])
+    _assert_training_view(page, "the compare page")
+    page.get_by_role("link", name="Model registry").first.click()
+    _assert_visible(page, "mnist-dense")
+    _assert_training_view(page, "the model registry")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_a_choice_the_user_makes_in_the_ui_stands(server, browser_page):
+    page = browser_page
+    page.goto(server)
+    _assert_training_view(page, "the home page")
+    page.get_by_role("button", name="GenAI", exact=True).click()
+    page.reload()
+    _assert_visible(page, "GenAI")
+    assert page.evaluate(MODE) == "genai", "the defaults overrode the user's choice"
+
+
+def test_the_ui_logs_no_requests_and_stops_on_ctrl_c_with_one_line(shown, tmp_path):
+    log = tmp_path / "ui.log"
+    process, url = _start(shown, log)
+    try:
+        for _ in range(3):
+            assert _get(f"{url}/health") == 200
+        os.killpg(process.pid, signal.SIGINT)  # what the terminal's Ctrl-C sends
+        status = process.wait(30)
+    finally:
+        stop_group(process, grace=5)
+    out = log.read_text()
+    assert status == 0, out
+    assert "Traceback" not in out and "GET /health" not in out, out
+    assert "Deprecat" not in out, out
+    assert out.rstrip().endswith("stopped the MLflow UI"), out
