@@ -17,8 +17,9 @@ Row = dict[str, float]
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Collects one history row per epoch and passes it on with the epoch's wall time, which
-    stays out of the history (the same inputs give the same history, to the bit).
+    """Collects one history row per epoch and passes it on with the epoch's wall time and the
+    optimizer's learning rate as it ended (`epoch_time_s`, `learning_rate`), which stay out of
+    the history (the same inputs give the same history, to the bit).
 
     A row holds Keras' metrics under their Keras names (`accuracy` and `loss` are running
     means over the epoch, taken while the model still changes), validation's, and, given a
@@ -44,13 +45,22 @@ class EpochRecorder(keras.callbacks.Callback):
             "train_sample_loss": model.cross_entropy(proba, labels),
         }
 
+    def _learning_rate(self) -> Row:
+        """The optimizer's learning rate now (a schedule's value at this step), as the shortest
+        decimal of its float32: 0.001, not 0.0010000000474974513."""
+        ops = keras.ops  # a variable, or a schedule's tensor
+        rate = ops.convert_to_numpy(ops.convert_to_tensor(self.model.optimizer.learning_rate))
+        return {"learning_rate": float(str(np.float32(rate)))}
+
     def replay(self, rows: list[Row]) -> None:
-        """Epochs trained before (from a checkpoint), passed on as they were, without a wall
-        time: they took none here."""
+        """Epochs trained before (from a checkpoint, which the model was set to: `set_model`),
+        passed on as they were with the learning rate it holds, without a wall time: they took
+        none here."""
         for row in rows:
             self.rows.append(row)
             if self._on_epoch:
-                self._on_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+                values = {k: v for k, v in row.items() if k != "epoch"}
+                self._on_epoch(int(row["epoch"]), values | self._learning_rate())
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
@@ -64,7 +74,8 @@ class EpochRecorder(keras.callbacks.Callback):
             row["train_val_gap"] = trained - row["val_accuracy"]
         self.rows.append({"epoch": epoch + 1, **row})
         if self._on_epoch:
-            self._on_epoch(epoch + 1, row | {"epoch_time_s": time.perf_counter() - self._started})
+            took = {"epoch_time_s": time.perf_counter() - self._started}
+            self._on_epoch(epoch + 1, row | took | self._learning_rate())
 
 
 class Diverged(PipelineError):

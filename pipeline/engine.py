@@ -184,23 +184,48 @@ def _sample(train_cfg: config.TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
     return (keras.ops.convert_to_tensor(x[:sampled]), np.asarray(y[:sampled])) if sampled else None
 
 
+# An epoch's log line: (label, accuracy, loss), by Keras' names.
+_SAID = (("accuracy", "accuracy", "loss"), ("validation", "val_accuracy", "val_loss"))
+
+
+def _logged(epochs: int, on_epoch: EpochSink | None) -> EpochSink:
+    """`on_epoch`, after a log line for each epoch trained (not those from a checkpoint): what
+    Keras' own line says (`verbose=2`), in the pipeline's log."""
+
+    def sink(number: int, values: dict[str, float]) -> None:
+        if "epoch_time_s" in values:  # trained here
+            said = ", ".join(
+                f"{label} {100 * values[acc]:.2f}% (loss {values[loss]:.4f})"
+                for label, acc, loss in _SAID
+                if acc in values
+            )
+            log.info("epoch %d/%d in %.1f s: %s", number, epochs, values["epoch_time_s"], said)
+        if on_epoch:
+            on_epoch(number, values)
+
+    return sink
+
+
 def train(
     cfg: config.Config,
     x: np.ndarray,
     y: np.ndarray,
     on_epoch: EpochSink | None = None,
-    verbose: int = 2,
+    verbose: int = 0,
     saved_in: Training | None = None,
 ) -> tuple[keras.Model, pd.DataFrame]:
     """From a clean Keras state, seed everything, build the model from config and fit it;
     return it with its history. With `saved_in`, go on from its latest checkpoint (`start`)
-    and keep each epoch there: the same model and history as from scratch, to the bit."""
+    and keep each epoch there: the same model and history as from scratch, to the bit. Each
+    epoch trained is a log line; `verbose` is Keras' own output (2: a line an epoch)."""
     fresh_start(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
-    recorder = callbacks.EpochRecorder(on_epoch, _sample(cfg.train, x, y))
+    sink = _logged(cfg.train.epochs, on_epoch)
+    recorder = callbacks.EpochRecorder(sink, _sample(cfg.train, x, y))
     begun = start(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
     if saved_in:
         saved_in.started_from = begun.epoch
+    recorder.set_model(net)  # before `fit` does: replayed epochs pass on its learning rate
     recorder.replay(begun.rows)
     stopper: EarlyStopping | None = begun.stopper
     keep = [Keep(saved_in, recorder)] if saved_in else []

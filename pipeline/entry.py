@@ -26,20 +26,36 @@ log = logging.getLogger("pipeline")
 # machine unasked: MLflow's usage telemetry is off (DVC's analytics are off in .dvc/config). A
 # tracking server that is down waits out a restart: each call tries 6 times over about 30 s
 # (refused), or 90 s (no answer, 10 s a try), then fails, not after MLflow's default of
-# several minutes of retries. docs/troubleshooting.md gives these bounds.
+# several minutes of retries. docs/troubleshooting.md gives these bounds. A training run's
+# system metrics (`runs.start`) are sampled each second, not MLflow's 10: a run of a few
+# seconds gets a few samples, where at 10 s it would get none.
 ENVIRONMENT = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1",
 }
+
+# Loggers whose INFO lines say nothing a person needs: JAX's, each accelerator it looks for
+# and does not find ("Unable to initialize backend 'tpu': ... Failed to open libtpu.so" on a
+# machine without one; a GPU it cannot use is a WARNING, still shown); MLflow's system metrics
+# monitor's start, stop and "Skip logging GPU metrics" on each run.
+QUIET = ("jax._src.xla_bridge", "mlflow.system_metrics")
 
 
 def environment() -> None:
     """Set the defaults above where the user has not set them."""
     for name, value in ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+
+
+def quiet() -> None:
+    """Only WARNING and above from the loggers in QUIET (after the logging is set up: by
+    `setup`, or by Hydra in a sweep's job)."""
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def setup() -> None:
@@ -52,8 +68,7 @@ def setup() -> None:
         format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    # JAX logs at INFO each accelerator it looks for and does not find (TPU, on a CPU).
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    quiet()
     stops.handle()
 
 

@@ -137,7 +137,7 @@ def _register(base: config.Config, best: findings.Best, run_id: str) -> None:
     chosen = best.runs.loc[best.runs["run_id"] == run_id].iloc[0]
     decision = registry.register(
         base.tracking.registered_model,
-        f"runs:/{run_id}/{registry.MODEL_NAME}",
+        reuse.model_uri(run_id) or f"runs:/{run_id}/{registry.MODEL_NAME}",
         net=None,
         validation=registry.validation(Path(base.paths.prepared), base.train.validation_split),
         replicates=accuracies if len(accuracies) > 1 else None,
@@ -199,7 +199,9 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
     experiment = sweep.experiment if sweep else str(raw.tracking.experiment)
     tags = {"hydra_output_dir": str(out), "hydra_overrides": " ".join(overrides)}
     parent = sweep.parent_run_id if sweep else None
-    with runs.start(experiment, parent_id=parent, name=name, tags=tags) as run_id:
+    with runs.start(
+        experiment, parent_id=parent, name=name, tags=tags, system_metrics=True
+    ) as run_id:
         # Validated inside the run: a job with a bad value is a FAILED run of the sweep.
         cfg = config.validate(OmegaConf.to_container(raw, resolve=True), described)
         paths = dataclasses.replace(
@@ -236,6 +238,7 @@ def _write_record(folder: Path, run_id: str, model_uri: str, reused: bool = Fals
 def main(raw: DictConfig) -> float | None:
     """One job: its validation accuracy is the objective, for sweepers that optimise."""
     entry.environment()  # here, not only in __main__: a Ray or SLURM worker runs just this
+    entry.quiet()  # Hydra has set up the job's logging
     node = HydraConfig.get()
     sweep = None
     try:

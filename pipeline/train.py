@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     joined = queues.join(cfg.tracking.experiment, stage) if queues.queued() else None
     name = os.environ.get(queues.EXP_NAME)
     with queues.sweep_of(joined, last_stage=False):
-        with runs.start(cfg.tracking.experiment, joined, name=name, tags=stage) as run_id:
+        with runs.start(
+            cfg.tracking.experiment, joined, name=name, tags=stage, system_metrics=True
+        ) as run_id:
             log.info("MLflow run %s", run_id)
             run(cfg, cfg.paths)
 

@@ -74,6 +74,7 @@ def test_a_longer_training_goes_on_from_a_shorter_one_bit_for_bit(tiny_cfg, cach
     # All four epochs reach the run; the two trained here carry their wall time.
     assert [e for e, _ in seen] == [1, 2, 3, 4]
     assert ["epoch_time_s" in values for _, values in seen] == [False, False, True, True]
+    assert {values["learning_rate"] for _, values in seen} == {tiny_cfg.train.learning_rate}
     assert seen[0][1]["val_accuracy"] == scratch[2]["val_accuracy"].iloc[0]
 
 

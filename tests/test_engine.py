@@ -16,8 +16,9 @@ from pipeline.config import Loss
 from .helpers.data import synthetic_digits
 
 
-def test_train_learns_and_records_every_epoch(tiny_cfg, tiny_data):
+def test_train_learns_and_records_every_epoch(tiny_cfg, tiny_data, caplog):
     seen = []
+    caplog.set_level("INFO", logger="pipeline.engine")
     net, history = engine.train(
         tiny_cfg, *tiny_data, on_epoch=lambda e, m: seen.append((e, m)), verbose=0
     )
@@ -33,9 +34,15 @@ def test_train_learns_and_records_every_epoch(tiny_cfg, tiny_data):
     assert history["train_sample_loss"].iloc[-1] == pytest.approx(
         model.cross_entropy(final, trained[1]), rel=1e-5
     )
-    # Wall times go to MLflow, not into the history, which the same inputs make the same.
+    # Wall times and the learning rate go to MLflow, not into the history, which the same
+    # inputs make the same.
     assert all(values["epoch_time_s"] > 0 for _, values in seen)
-    assert "epoch_time_s" not in history
+    assert [values["learning_rate"] for _, values in seen] == [tiny_cfg.train.learning_rate] * 3
+    assert "epoch_time_s" not in history and "learning_rate" not in history
+    # One log line an epoch, in Keras' place (verbose=0: its own is off).
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 3 and lines[-1].startswith("epoch 3/3 in ")
+    assert f"validation {100 * history['val_accuracy'].iloc[-1]:.2f}%" in lines[-1]
 
 
 def test_without_a_train_sample_the_gap_is_keras_running_mean(tiny_cfg, tiny_data):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import pytest
 from mlflow import MlflowClient
 
@@ -49,3 +53,38 @@ def test_resuming_an_unknown_run_names_the_store_and_the_fix():
             pass
     message = str(caught.value)
     assert "0" * 32 in message and store.uri() in message and "dvc repro -f train" in message
+
+
+def _monitoring() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [(None, "FINISHED"), (RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")],
+)
+def test_a_training_run_has_system_metrics_until_it_ends_however_it_ends(
+    monkeypatch, raised, status
+):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # entry's is 1 s
+    with contextlib.suppress(RuntimeError, KeyboardInterrupt):
+        with runs.start("exp", system_metrics=True) as run_id:
+            assert _monitoring(), "MLflow's monitor did not start"
+            time.sleep(0.5)
+            if raised:
+                raise raised("stop")
+    assert _monitoring() == [], "MLflow's monitor outlived the run"
+    run = get_run(run_id)
+    assert run.info.status == status
+    for name in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
+        assert f"system/{name}" in run.data.metrics, name
+
+
+def test_system_metrics_are_a_training_runs_only_and_the_user_can_turn_them_off(monkeypatch):
+    with runs.start("exp") as evaluation:
+        assert _monitoring() == []
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    with runs.start("exp", system_metrics=True) as training:
+        assert _monitoring() == []
+    for run_id in (evaluation, training):
+        assert not any(name.startswith("system/") for name in get_run(run_id).data.metrics)

@@ -104,7 +104,8 @@ def register(
         lambda: _hits(net if net is not None else load_model(model_uri), validation)
     )
     with store.lock():  # one alias decision at a time on the local store
-        version = int(mlflow.register_model(model_uri, name, tags=tags).version)
+        with store.unprinted():
+            version = int(mlflow.register_model(model_uri, name, tags=tags).version)
         standing = promotion.Standing.of(version, tags)
         decision = _crown(client, name, standing, validation, candidate_hits, level)
     for key, value in promotion.decision_tags(decision).items():

@@ -80,6 +80,17 @@ def find(experiment: str, key: str) -> Done | None:
     return None
 
 
+def model_uri(run_id: str) -> str | None:
+    """The `models:/` URI of the model run `run_id` logged, None if none: registered by its
+    `runs:/` URI, MLflow 3 warns that the run has no such artifact, and looks it up so."""
+    client = store.connect()
+    run = client.get_run(run_id)
+    found = client.search_logged_models(
+        [run.info.experiment_id], f"source_run_id = '{run_id}'", max_results=1
+    )
+    return found[0].model_uri if found else None
+
+
 def _done(run: Run, model: LoggedModel) -> Done:
     ended = datetime.fromtimestamp((run.info.end_time or run.info.start_time) / 1000, UTC)
     return Done(

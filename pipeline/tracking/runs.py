@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as SYSTEM_METRICS
 from mlflow.exceptions import MlflowException
 
 from pipeline import Stopped, files
@@ -37,15 +38,19 @@ def start(
     parent_id: str | None = None,
     name: str | None = None,
     tags: dict[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[str]:
     """Open a new run in `experiment` (a child of `parent_id` if given), or resume `run_id`;
-    yield its id.
+    yield its id; with `system_metrics`, MLflow's (`system/...`) until it ends, unless
+    MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says otherwise.
 
     The run ends FINISHED; FAILED with the error recorded in the `error` tag; or KILLED on
     Ctrl-C or SIGTERM. Runs of this machine left RUNNING by a process that died (SIGKILL)
     are marked KILLED first.
     """
-    active = _open(experiment, run_id, parent_id, name, tags or {})
+    watch = None if not system_metrics or SYSTEM_METRICS.defined else True  # None: as it says
+    new = {"run_name": name, "parent_run_id": parent_id, "tags": tags or {}}
+    active = _open(experiment, run_id, new, watch)
     try:
         yield active.info.run_id
     except BaseException as err:
@@ -76,9 +81,7 @@ def find(experiment: str, tags: dict[str, str]) -> str | None:
     return hits[0].info.run_id if hits else None
 
 
-def _open(
-    experiment: str, run_id: str | None, parent_id: str | None, name: str | None, tags: dict
-) -> mlflow.ActiveRun:
+def _open(experiment: str, run_id: str | None, new: dict, watch: bool | None) -> mlflow.ActiveRun:
     if run_id is None:
         # An inherited MLFLOW_RUN_ID would make start_run resume someone else's run.
         os.environ.pop("MLFLOW_RUN_ID", None)
@@ -87,12 +90,11 @@ def _open(
             client = connect()
             ends.deliver(client)
             if run_id:
-                return mlflow.start_run(run_id=run_id, tags=owner())
+                return mlflow.start_run(run_id=run_id, tags=owner(), log_system_metrics=watch)
             found = experiment_id(client, experiment)
             end_orphans(client, found)
-            return mlflow.start_run(
-                experiment_id=found, run_name=name, parent_run_id=parent_id, tags=owner() | tags
-            )
+            new = new | {"tags": owner() | new["tags"]}
+            return mlflow.start_run(experiment_id=found, log_system_metrics=watch, **new)
     except MlflowException as err:
         raise unopened(experiment, run_id, err) from None
 

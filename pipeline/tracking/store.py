@@ -19,6 +19,7 @@ import mlflow
 from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.utils import logging_utils
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import PipelineError, retry
@@ -130,6 +131,19 @@ def lock() -> Iterator[None]:
             f"waited {LOCK_TIMEOUT_S} s for {held.lock_file}, held by another "
             "pipeline process; is one stuck?"
         ) from None
+
+
+@contextmanager
+def unprinted() -> Iterator[None]:
+    """MLflow's own lines on stderr off in this block. Registering a model prints two with
+    `print`, not a logger ("Registered model 'x' already exists...", "Created version '3'..."),
+    where the pipeline says what it did in one line of its own."""
+    stream = logging_utils.MLFLOW_LOGGING_STREAM
+    was, stream.enabled = stream.enabled, False
+    try:
+        yield
+    finally:
+        stream.enabled = was
 
 
 def why(err: MlflowException) -> str:
