@@ -20,6 +20,10 @@ from pipeline import config
 
 SEED = "train.seed"
 SECTIONS = ("data", "model", "train")  # what decides a training's numbers; paths do not
+# Hydra's flags whose value is the next word (`python -m pipeline.sweep --help`), not an
+# override: `-sc install=bash`, `-cn other`, `--cfg job`.
+VALUED = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name"}
+VALUED |= {"-cd", "--config-dir", "-sc", "--shell-completion", "-i", "--info"}
 
 
 def seeds(base: int, replicates: int) -> list[int]:
@@ -46,7 +50,11 @@ def expand(argv: list[str]) -> list[str]:
     from hydra.errors import HydraException
 
     multirun = bool({"-m", "--multirun"} & set(argv))
-    words = [arg for arg in argv if not arg.startswith("-")]
+    words = [
+        arg
+        for before, arg in zip(["", *argv], argv, strict=False)
+        if not arg.startswith("-") and before not in VALUED
+    ]
     try:
         parsed = OverridesParser.create().parse_overrides(words)
     except HydraException:

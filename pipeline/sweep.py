@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import (
     PipelineError,
     Stopped,
+    completion,
     config,
     entry,
     files,
@@ -212,8 +213,9 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
         net, history, model_uri = train.run(cfg, paths, register=False)
         _write_record(out, run_id, model_uri)
         metrics = evaluate.run(paths, net, history, cfg.train.validation_split)
-    if first := reuse.settle(run_id):
-        log.warning("run %s repeats run %s: tagged %s", run_id, first, names.DUPLICATE_OF)
+    if first := reuse.settle(run_id):  # asked for (reuse=false), or two sweeps raced for it
+        say = log.warning if cfg.reuse else log.info
+        say("run %s repeats run %s: tagged %s", run_id, first, names.DUPLICATE_OF)
     return metrics.get("val_accuracy")
 
 
@@ -273,6 +275,7 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
 if __name__ == "__main__":
     entry.environment()
     stops.handle()
+    completion.handle(sys.argv[1:])  # bash's tab completion (docs/sweeps.md)
     try:
         sys.argv[1:] = replicates.expand(sys.argv[1:])  # before Hydra reads it
     except PipelineError as err:

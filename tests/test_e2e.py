@@ -20,6 +20,7 @@ from PIL import Image
 
 from pipeline import config
 
+from .helpers.console import alarming
 from .helpers.project import Project
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +66,7 @@ def test_metrics_show_test_accuracy_and_the_overfitting_gap(lab):
     shown = lab.sh("dvc", "metrics", "show", "--json")
     assert "test_accuracy" in shown
     assert "test accuracy" in lab.output and "overfitting gap" in lab.output
+    assert alarming(lab.output) == [] and "epoch 1/1 in " in lab.output
 
 
 def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(lab):
@@ -74,6 +76,12 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(lab):
     assert run.data.params["train.epochs"] == "1" and run.data.params["train.batch_size"] == "128"
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "train_val_gap"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1], name
+    rates = client.get_metric_history(run.info.run_id, "learning_rate")
+    assert [(m.step, m.value) for m in rates] == [(1, 0.001)]
+    # MLflow's own system metrics, sampled each second while it trained.
+    for name in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
+        samples = client.get_metric_history(run.info.run_id, f"system/{name}")
+        assert max(m.value for m in samples) > 0, name  # a first CPU sample may read 0
     metrics = json.loads((lab.path / "reports/metrics.json").read_text())
     assert run.data.metrics["overfitting_gap"] == pytest.approx(metrics["overfitting_gap"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
@@ -185,6 +193,7 @@ def test_predict_reads_pngs_of_real_digits_as_the_notebook_predicts_them(lab, tm
         timeout=300,
     )
     assert done.returncode == 1 and "empty.png: not an image" in done.stderr
+    assert alarming(done.stderr) == [], "progress bars or alarms beside the digits"
     predicted = [int(line.split()[1]) for line in done.stdout.splitlines()]
     notebook = pd.read_csv(lab.path / "reports/predictions.csv")["predicted"]
     assert predicted[:10] == notebook[:10].tolist()

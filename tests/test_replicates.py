@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from .helpers.console import alarming
 from .helpers.project import Project
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +29,10 @@ def _sweep(lab: Project) -> tuple[list, list]:
         "train.batch_size=256,512",
     )
     assert "Running stage" not in output, "the sweep prepared the data again"
+    # Its console: our lines, an epoch each; no TPU looked for, no registry lines of MLflow's.
+    assert alarming(output) == []
+    assert output.count("epoch 1/1 in ") == 6 and "libtpu" not in output
+    assert "Created version" not in output and "already exists" not in output
     assert (lab.path / "dvc.lock").read_text() == lock
     _, runs = lab.runs()
     old = {r.info.run_id for r in before}

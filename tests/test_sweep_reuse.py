@@ -20,6 +20,7 @@ import pytest
 from pipeline import preprocess, provenance, sweep_report
 from pipeline.tracking import names
 
+from .helpers.console import alarming
 from .helpers.data import write_prepared
 from .helpers.sweep import Sweep
 
@@ -148,6 +149,7 @@ def test_a_failed_run_is_trained_again_and_reuse_false_trains_all(tmp_path):
     }
     assert duplicates == {"16": rerun.info.run_id, "32": old["32"]}  # the first FINISHED ones
     assert f"repeats run {old['32']}: tagged {names.DUPLICATE_OF}" in fresh.output
+    assert alarming(fresh.output) == [], "a duplicate asked for is no warning"
 
 
 def _other_data(folder: Path) -> Path:
