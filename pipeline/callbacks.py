@@ -52,10 +52,10 @@ class EpochRecorder(keras.callbacks.Callback):
         rate = ops.convert_to_numpy(ops.convert_to_tensor(self.model.optimizer.learning_rate))
         return {"learning_rate": float(str(np.float32(rate)))}
 
-    def replay(self, rows: list[Row]) -> None:
-        """Epochs trained before (from a checkpoint, which the model was set to: `set_model`),
-        passed on as they were with the learning rate it holds, without a wall time: they took
-        none here."""
+    def replay(self, rows: list[Row], net: keras.Model) -> None:
+        """Epochs trained before (from a checkpoint, which `net` was set to), passed on as they
+        were with the learning rate it holds, without a wall time: they took none here."""
+        self.set_model(net)  # before `fit` does
         for row in rows:
             self.rows.append(row)
             if self._on_epoch:

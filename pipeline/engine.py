@@ -188,7 +188,7 @@ def _sample(train_cfg: config.TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
 _SAID = (("accuracy", "accuracy", "loss"), ("validation", "val_accuracy", "val_loss"))
 
 
-def _logged(epochs: int, on_epoch: EpochSink | None) -> EpochSink:
+def _logged(cfg: config.Config, on_epoch: EpochSink | None) -> EpochSink:
     """`on_epoch`, after a log line for each epoch trained (not those from a checkpoint): what
     Keras' own line says (`verbose=2`), in the pipeline's log."""
 
@@ -199,7 +199,8 @@ def _logged(epochs: int, on_epoch: EpochSink | None) -> EpochSink:
                 for label, acc, loss in _SAID
                 if acc in values
             )
-            log.info("epoch %d/%d in %.1f s: %s", number, epochs, values["epoch_time_s"], said)
+            took = values["epoch_time_s"]
+            log.info("epoch %d/%d in %.1f s: %s", number, cfg.train.epochs, took, said)
         if on_epoch:
             on_epoch(number, values)
 
@@ -220,18 +221,15 @@ def train(
     epoch trained is a log line; `verbose` is Keras' own output (2: a line an epoch)."""
     fresh_start(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
-    sink = _logged(cfg.train.epochs, on_epoch)
-    recorder = callbacks.EpochRecorder(sink, _sample(cfg.train, x, y))
+    recorder = callbacks.EpochRecorder(_logged(cfg, on_epoch), _sample(cfg.train, x, y))
     begun = start(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
     if saved_in:
         saved_in.started_from = begun.epoch
-    recorder.set_model(net)  # before `fit` does: replayed epochs pass on its learning rate
-    recorder.replay(begun.rows)
+    recorder.replay(begun.rows, net)
     stopper: EarlyStopping | None = begun.stopper
     keep = [Keep(saved_in, recorder)] if saved_in else []
     stop_on_nan = callbacks.StopOnNaN(cfg.train.learning_rate)
-    # As backend tensors, not numpy arrays: Keras then skips a per-fit copy and per-batch
-    # slicing of the arrays.
+    # Backend tensors, not numpy arrays: Keras skips a per-fit copy and per-batch slicing.
     features = keras.ops.convert_to_tensor(x)
     targets = keras.ops.convert_to_tensor(model.targets(y, cfg.train.loss))
     with stops.deferred():
