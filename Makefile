@@ -9,10 +9,11 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sweep check test test-all browser postgres bench ui server params remote
+.PHONY: help install run sweep check test test-all browser postgres bench ui server params remote \
+  plots-html
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 PIP := $(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt
 
@@ -87,4 +88,7 @@ ui: install ## browse runs: the MLflow UI for ./mlflow.db on http://127.0.0.1:$(
 
 params: install ## recompose params.yaml from conf/ (never edit params.yaml by hand)
 	python -m pipeline.config
+
+plots-html: install ## regenerate .dvc/plots.html: dvc plots show's page, Vega inline (offline)
+	python -m pipeline.plots_html
 
