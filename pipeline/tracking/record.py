@@ -90,10 +90,8 @@ def metrics(values: dict[str, float], step: int | None = None) -> None:
 
 
 def epoch(number: int, values: dict[str, float]) -> None:
-    """One epoch's metrics at `step=number`: the shape of `train.train`'s `on_epoch`. The
-    champion's criterion first: MLflow's compare page opens on the first metric a run logged."""
-    first = {key: values[key] for key in (names.VAL_ACCURACY,) if key in values}
-    metrics(first | values, step=number)
+    """One epoch's metrics at `step=number`: the shape of `train.train`'s `on_epoch`."""
+    metrics(values, step=number)
 
 
 def artifacts(paths: list[Path], folder: str | None = None) -> None:
