@@ -14,6 +14,7 @@ import pytest
 
 from pipeline import config
 
+from .helpers import browser
 from .helpers.data import Synthetic, synthetic_digits, write_synthetic_mnist
 from .helpers.http import PROXY_VARIABLES, ScriptedServer, scripted_server
 from .helpers.project import Project
@@ -102,3 +103,10 @@ def http_server(monkeypatch) -> Iterator[ScriptedServer]:
         monkeypatch.delenv(name, raising=False)
     with scripted_server() as scripted:
         yield scripted
+
+
+@pytest.fixture
+def browser_page():
+    """A page of headless Chromium with a fresh profile (tests/helpers/browser.py)."""
+    with browser.page() as page:
+        yield page

@@ -6,25 +6,23 @@ session's trained project (conftest's `project`) without changing it."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from pipeline import PipelineError, plots_html
 
+from .helpers import ROOT
+from .helpers.browser import CHROMIUM, MISSING, SCREENSHOTS, TIMEOUT_MS
 from .helpers.project import Project, sh
 
-ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT = ROOT / "test-artifacts" / "dvc-plots-offline.png"
-CHROMIUM = shutil.which("chromium")
+SCREENSHOT = SCREENSHOTS / "dvc-plots-offline.png"
 CURVES = ("accuracy", "loss", "train_val_gap", "confusion")  # dvc.yaml's top-level plots
 PICTURES = tuple(
     f"reports/plots/{name}.png"
     for name in ("confusion_matrix", "learning_curves", "misclassified")
 )
 COMPARED = ("test_accuracy", "val_accuracy", "overfitting_gap", "best_val_loss_epoch")
-TIMEOUT_MS = 60_000
 
 
 def test_committed_plots_page_is_what_the_generator_makes():
@@ -60,29 +58,21 @@ def test_plots_show_draws_the_curves_and_confusion_matrix_only(project: Project)
 
 @pytest.mark.e2e
 @pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-def test_plots_page_draws_offline(project: Project, tmp_path):
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
+def test_plots_page_draws_offline(project: Project, tmp_path, browser_page):
     project.sh("dvc", "plots", "show", "-o", str(tmp_path / "plots"))
     page_file = tmp_path / "plots" / "index.html"
     assert "cdn.jsdelivr" not in page_file.read_text()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            left, errors = _open_offline(browser.new_page(), page_file, tmp_path)
-        finally:
-            browser.close()
+    left, errors = _open_offline(browser_page, page_file)
     assert left == [], "the page asked the network for these"
     assert errors == [], "the page's scripts failed"
 
 
-def _open_offline(page, page_file: Path, tmp_path: Path) -> tuple[list[str], list[str]]:
+def _open_offline(page, page_file: Path) -> tuple[list[str], list[str]]:
     """Open `page_file` with every request but file:// refused; wait until each Vega chart
     is drawn and each PNG loaded; screenshot it. The requests refused, the script errors."""
     left: list[str] = []
     errors: list[str] = []
-    page.set_viewport_size({"width": 1400, "height": 1100})
     page.on("pageerror", lambda error: errors.append(str(error)))
 
     def route(found) -> None:
@@ -98,7 +88,6 @@ def _open_offline(page, page_file: Path, tmp_path: Path) -> tuple[list[str], lis
         page.wait_for_selector(f"div#{plot} svg, div#{plot} canvas", timeout=TIMEOUT_MS)
     loaded = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth > 0)")
     assert loaded == [True] * len(PICTURES), "a PNG of reports/plots did not load"
-    SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOT, full_page=True)
     return left, errors
 

@@ -4,7 +4,6 @@ Chromium (Debian's package; `make test-all` installs it). Screenshots go to test
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,14 +17,11 @@ import pytest
 from pipeline import ui
 from pipeline.entry import stop_group
 
-from .helpers import ROOT
+from .helpers.browser import CHROMIUM, MISSING, SCREENSHOTS, TIMEOUT_MS
 from .helpers.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server]  # a real run, shown by a real MLflow server
-CHROMIUM = shutil.which("chromium")
-SCREENSHOTS = ROOT / "test-artifacts"
 START_S = 90
-TIMEOUT_MS = 60_000
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -94,22 +90,6 @@ def test_the_ui_listens_on_loopback_with_mlflows_security_defaults(server):
     search = f"{server}/api/2.0/mlflow/experiments/search?max_results=1"
     assert _get(search) == 200
     assert _get(search, Host="mlflow.example.com") == 403, "a foreign Host header got in"
-
-
-@pytest.fixture
-def browser_page():
-    """A page of headless Chromium (Debian's), waiting up to a minute for what it is asked."""
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
 
 
 def _assert_visible(page, *texts: str) -> None:
@@ -190,12 +170,7 @@ def _training_runs(proj) -> list:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Debian's chromium is not installed and could not "
-    "be (`make test-all` runs `apt-get install chromium`, which needs root or "
-    "sudo)",
-)
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 def test_a_fresh_browser_follows_the_training_view_from_the_front_door(
     server, shown, browser_page
 ):
@@ -232,7 +207,7 @@ def test_a_fresh_browser_follows_the_training_view_from_the_front_door(
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 def test_a_choice_the_user_makes_in_the_ui_stands(server, browser_page):
     page = browser_page
     page.goto(server)
