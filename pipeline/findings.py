@@ -2,11 +2,12 @@
 metric's mean, sd and 95% interval over seeds, and conclusions stated only where a test
 supports them (`pipeline.stats`). Pure: the sweep report's table in, numbers and sentences out.
 
-A configuration is every param but the seed. Two configurations that differ in one param are
-compared with Welch's t-test over their seeds, Holm-adjusted across every comparison of the
-report; a difference that is not significant is said to be one the seeds cannot tell apart,
-with how many seeds would show a difference of its size. With one seed per configuration no
-difference is stated at all.
+A configuration is every param that decides the numbers but the seed (`replicates.decides`).
+Two configurations that differ in one param, each with two seeds or more, are compared with
+Welch's t-test over their seeds, Holm-adjusted across every comparison of the report; a
+difference that is not significant is said to be one the seeds cannot tell apart, with how
+many seeds would show a difference of its size. A configuration with one seed is compared
+with none.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ SUMMARIZED = (
     names.ONSET,
 )
 NOT_PARAMS = {"run", "run_id", "status", "reused", "time_s", SEED}
+EPOCHS = (names.BEST_VAL_LOSS_EPOCH, names.ONSET)
+GAPS = (names.GAP, GAP)
+
+
+def within(metric: str, group: pd.DataFrame) -> tuple[float, float]:
+    """What a summarized metric can be in a group of jobs: an epoch from 1 to the last the
+    group trained, a gap -1 to 1, an accuracy 0 to 1."""
+    if metric in EPOCHS:
+        return 1.0, float(group["epochs"].max()) if "epochs" in group else math.inf
+    return (-1.0, 1.0) if metric in GAPS else (0.0, 1.0)
 
 
 def keys(rows: pd.DataFrame, metrics: tuple[str, ...]) -> list[str]:
@@ -55,7 +66,7 @@ def groups(done: pd.DataFrame, by: list[str]) -> list[tuple[dict[str, object], p
         return [({}, done)]
     return [
         (dict(zip(by, values if isinstance(values, tuple) else (values,), strict=True)), group)
-        for values, group in done.groupby(by, sort=True)
+        for values, group in done.groupby(by, sort=True, dropna=False)  # a param some lack
     ]
 
 
@@ -70,7 +81,7 @@ def configurations(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             row[metric + SEEDS] = len(present)  # the onset: only the seeds that overfit
             if not present:
                 continue
-            found = stats.spread(present)
+            found = stats.spread(present, within=within(metric, group))
             row |= {
                 metric + names.MEAN: found.mean,
                 metric + names.SD: found.sd,
@@ -86,13 +97,15 @@ def configurations(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Best:
     """The configuration with the highest mean validation accuracy, those the seeds cannot
-    tell from it, and the test that said so (None with one seed each)."""
+    tell from it, the test that said so (None when it has one seed, or no other has two),
+    and the others it was not tested against: one seed each."""
 
     label: str
     values: dict[str, object]
     runs: pd.DataFrame  # its finished jobs
     tied: list[str]
     test: str | None
+    untested: list[str]
 
 
 def best(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> Best | None:
@@ -103,13 +116,14 @@ def best(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> Best 
     top = max(range(len(found)), key=lambda i: means[i])
     values, chosen = found[top]
     others = [(label(v), g) for i, (v, g) in enumerate(found) if i != top]
-    replicated = len(chosen) > 1 and all(len(g) > 1 for _, g in others)
-    if not others or not replicated:
-        return Best(label(values), values, chosen, [], None)
-    tests = [stats.welch(g[names.VAL_ACCURACY], chosen[names.VAL_ACCURACY]) for _, g in others]
+    tested = [(name, g) for name, g in others if len(g) > 1 and len(chosen) > 1]
+    untested = [name for name, g in others if len(g) < 2 or len(chosen) < 2]
+    if not tested:
+        return Best(label(values), values, chosen, [], None, untested)
+    tests = [stats.welch(g[names.VAL_ACCURACY], chosen[names.VAL_ACCURACY]) for _, g in tested]
     adjusted = stats.holm([t.p_value for t in tests])
-    tied = [name for (name, _), p in zip(others, adjusted, strict=True) if p >= level]
-    return Best(label(values), values, chosen, tied, stats.WELCH)
+    tied = [name for (name, _), p in zip(tested, adjusted, strict=True) if p >= level]
+    return Best(label(values), values, chosen, tied, stats.WELCH, untested)
 
 
 # What two configurations one param apart are compared on: (metric, name, unit, up, down).
@@ -215,15 +229,20 @@ def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -
     lines = []
     for values, group in groups(done, [k for k in by if k != "epochs"]):
         lines.append(f"{label(values).capitalize()}: {_where(group)}.")
-    replicated = done.groupby(by).size().min() > 1 if by else len(done) > 1
-    pairs = _pairs(done, by)
-    if not pairs:
+    found = _pairs(done, by)
+    pairs = [p for p in found if len(p.before[1]) > 1 and len(p.after[1]) > 1]
+    if not found:
         return lines
-    if not replicated:
+    if not pairs:
+        single = (
+            "One seed per configuration"
+            if done.groupby(by).size().max() == 1
+            else ("No two configurations one param apart have two seeds each")
+        )
         return [
             *lines,
-            "One seed per configuration: no difference between configurations can be told "
-            "from the seeds' noise here; ask for replicates (`replicates=3`) to test them.",
+            f"{single}: no difference between configurations can be told from the seeds' "
+            "noise here; ask for replicates (`replicates=3`) to test them.",
         ]
     tests = [
         [stats.welch(p.before[1][metric], p.after[1][metric]) for metric, *_ in COMPARED]
@@ -235,6 +254,11 @@ def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -
         _compare(pair, found, flat[i * width : (i + 1) * width], level, len(flat))
         for i, (pair, found) in enumerate(zip(pairs, tests, strict=True))
     ]
+    if skipped := len(found) - len(pairs):
+        lines.append(
+            f"Not compared: {skipped} pair{'s' * (skipped > 1)} of configurations one param "
+            "apart where one has a single seed (`replicates=3` would test them)."
+        )
     lines.append(
         f"Differences: {stats.WELCH} over seeds at level {level}, differences in "
         f"percentage points, p-values Holm-adjusted across the {len(flat)} comparisons above."

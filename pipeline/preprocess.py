@@ -10,6 +10,8 @@ import contextlib
 import functools
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -159,10 +161,31 @@ def up_to_date(cfg: config.Config) -> Iterator[None]:
             "paths.prepared to arrays of your own"
         )
     command = [sys.executable, "-m", "dvc", "repro", "preprocess"]
-    with subprocess.Popen(command) as process:
+    # In a session of its own: a terminal's Ctrl-C or hangup stops the sweep, which then stops
+    # DVC as below, never in the middle of writing its lock file (.dvc/tmp/rwlock).
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
         yield
-    if process.returncode:
+        returncode = process.wait()
+    finally:
+        if process.poll() is None:
+            _stop(process)
+    if returncode:
         raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
+
+
+def _stop(dvc: subprocess.Popen, finish: float = 1.0, unwind: float = 10.0) -> None:
+    """Stop `dvc repro` as Ctrl-C stops it, so it releases its locks, unless it finishes in
+    `finish` seconds by itself (a repro with nothing to do takes about one); SIGTERM and
+    SIGKILL only if it is still there `unwind` seconds later."""
+    for signum, wait in ((None, finish), (signal.SIGINT, unwind)):
+        if signum is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(dvc.pid, signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            dvc.wait(wait)
+            return
+    entry.stop_group(dvc, grace=5)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,14 +31,16 @@ def seeds(base: int, replicates: int) -> list[int]:
     return list(range(base, base + replicates))
 
 
+def decides(param: str) -> bool:
+    """Whether a param (`train.epochs`) is part of a configuration: it decides a training's
+    numbers and is not the seed. `replicates`, `reuse`, paths and tracking are not."""
+    return param.partition(".")[0] in SECTIONS and param != SEED
+
+
 def configuration(cfg: config.Config) -> str:
     """A short digest of every param that decides a training's numbers but the seed: the
     replicates of one configuration share it."""
-    flat = {
-        key: value
-        for key, value in config.flatten(cfg).items()
-        if key.partition(".")[0] in SECTIONS and key != SEED
-    }
+    flat = {key: value for key, value in config.flatten(cfg).items() if decides(key)}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -72,8 +72,14 @@ class Spread:
     max: float
 
 
-def spread(values: Sequence[float], level: float = LEVEL) -> Spread:
-    """Mean, sd and the `level` t interval of the mean of `values` (NaNs left out)."""
+def spread(
+    values: Sequence[float],
+    level: float = LEVEL,
+    within: tuple[float, float] = (-math.inf, math.inf),
+) -> Spread:
+    """Mean, sd and the `level` t interval of the mean of `values` (NaNs left out), the
+    interval cut to what the quantity can be (`within`: an accuracy 0 to 1): over two seeds the
+    t interval is wide (12.7 sd), and beyond those limits it says nothing."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if x.size == 0:
         raise TooFewError("no values: nothing to summarise")
@@ -87,6 +93,7 @@ def spread(values: Sequence[float], level: float = LEVEL) -> Spread:
     else:
         sem = sd / math.sqrt(x.size)
         low, high = scipy_stats.t.interval(level, x.size - 1, loc=mean, scale=sem)
+        low, high = max(low, within[0]), min(high, within[1])
     return Spread(int(x.size), mean, sd, float(low), float(high), float(x.min()), float(x.max()))
 
 

@@ -4,7 +4,9 @@ point, which a Keras callback offers after each call into the backend."""
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,11 +38,36 @@ def _stop(signum: int, frame: object) -> None:
     raise err
 
 
+def _ours(signum: int) -> bool:
+    """Whether this process answers `signum`: not if it started with it ignored (a shell's
+    `cmd &` ignores Ctrl-C for its background jobs), as Python itself leaves it."""
+    return signal.getsignal(signum) is not signal.SIG_IGN
+
+
 def handle() -> None:
     """SIGTERM raises `Stopped` (Python's default would end the process on the spot), Ctrl-C
-    `KeyboardInterrupt` as usual; inside `deferred()`, both wait for a safe point."""
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    `KeyboardInterrupt` as usual; inside `deferred()`, both wait for a safe point. A signal the
+    process started with ignored stays ignored, at every moment of its life."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if _ours(signum):
+            signal.signal(signum, _stop)
+
+
+def starting(command: str) -> None:
+    """From a command's first line until `handle()`: while its modules import there is
+    nothing to unwind, and an exception raised inside an import leaves that module half made
+    for whoever imports it next; so Ctrl-C or SIGTERM there ends the process at once, with
+    one line."""
+
+    def exit_now(signum: int, frame: object) -> None:
+        by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        line = f"{time.strftime('%H:%M:%S')} {command}: stopped by {by} while starting: "
+        os.write(2, (line + "nothing ran\n").encode())
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if _ours(signum):
+            signal.signal(signum, exit_now)
 
 
 @contextmanager

@@ -22,6 +22,11 @@ each from a clean Keras state and its own seed.
 
 from __future__ import annotations
 
+from pipeline import stops
+
+if __name__ == "__main__":  # Ctrl-C while the modules below import: one line, exit 130
+    stops.starting("pipeline.sweep")
+
 import contextlib
 import dataclasses
 import json
@@ -50,7 +55,6 @@ from pipeline import (
     jobs,
     preprocess,
     replicates,
-    stops,
     sweep_report,
     sweep_text,
 )
@@ -261,28 +265,30 @@ def main(raw: DictConfig) -> float | None:
 
 def _stopped(err: KeyboardInterrupt | Stopped) -> None:
     """Ctrl-C or SIGTERM: the running job's run is KILLED already (`store.start`); the
-    sweep's parent run is KILLED too, never left RUNNING."""
-    sweeps.end_own(runs.KILLED)
+    sweep's parent run is KILLED too, never left RUNNING. One line, whenever it came."""
     by, status = stops.stopped_by(err)
-    log.error(
-        "sweep stopped by %s: its parent run and the job running are KILLED; the jobs "
-        "done so far keep their runs",
-        by,
-    )
+    try:
+        ended = sweeps.end_own(runs.KILLED)
+    except Exception as failed:  # the store is away: the next sweep ends it (runs.end_orphans)
+        log.error("sweep stopped by %s; its parent run stays RUNNING for now: %s", by, failed)
+        raise SystemExit(status) from None
+    done = "its parent run and the job running are KILLED; the jobs done so far keep their runs"
+    if not ended:
+        done = "nothing half-written was kept, and a run it had open is KILLED"
+    log.error("sweep stopped by %s: %s", by, done)
     raise SystemExit(status) from None
 
 
 if __name__ == "__main__":
     entry.environment()
     stops.handle()
-    completion.handle(sys.argv[1:])  # bash's tab completion (docs/sweeps.md)
     try:
+        completion.handle(sys.argv[1:])  # bash's tab completion (docs/sweeps.md)
         sys.argv[1:] = replicates.expand(sys.argv[1:])  # before Hydra reads it
-    except PipelineError as err:
+        main()
+    except PipelineError as err:  # the command line, before any run
         sys.stderr.write(f"error: {err}\n")
         raise SystemExit(1) from None
-    try:
-        main()
     except (KeyboardInterrupt, Stopped) as err:
         _stopped(err)
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import config, entry, files, findings, sweep_plots, sweep_text
+from pipeline import config, entry, files, findings, replicates, sweep_plots, sweep_text
 from pipeline.tracking import names, queues, store, sweeps
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,18 @@ def _typed(values: pd.Series) -> pd.Series:
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: epochs, batch size and any other param that varies, status, final
-    train/validation/test accuracy, the overfitting gap (train - test), test loss, and wall
-    time."""
+    """One row per run: epochs, batch size and any other param of its configuration that
+    varies, its seed, status, final train/validation/test accuracy, the overfitting gap (train
+    - test), test loss, and wall time. Params that decide no number (`replicates`, `reuse`)
+    are not columns: runs that differ only in those are replicates of one configuration."""
     params = [c.removeprefix("params.") for c in runs if c.startswith("params.")]
-    varying = [p for p in params if p not in AXES and runs[f"params.{p}"].nunique() > 1]
+    varying = [
+        p
+        for p in params
+        if p not in AXES
+        and (replicates.decides(p) or p == replicates.SEED)
+        and runs[f"params.{p}"].nunique() > 1
+    ]
     rows = pd.DataFrame(
         {
             "run": _column(runs, "tags.mlflow.runName"),

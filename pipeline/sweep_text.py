@@ -75,6 +75,16 @@ def _spread(row: pd.Series, metric: str, scale: float, digits: int, unit: str = 
     return text
 
 
+def _epochs(row: pd.Series, metric: str) -> str:
+    """`4.5 (4 to 5)`: an epoch's mean and range over seeds (a t interval over a few whole
+    epochs says little, and runs past the first and last epoch)."""
+    mean = row.get(metric + names.MEAN)
+    if mean is None or pd.isna(mean):
+        return "-"
+    low, high = int(row[metric + findings.MIN]), int(row[metric + findings.MAX])
+    return f"{mean:.1f}" + (f" ({low} to {high})" if low != high else "")
+
+
 def _onsets(row: pd.Series) -> str:
     """`epoch 4 to 5 in 2 of 10`: where overfitting starts, in the seeds where it does (an
     average with the others would be no epoch at all)."""
@@ -87,13 +97,13 @@ def _onsets(row: pd.Series) -> str:
 
 
 def configurations_table(configurations: pd.DataFrame) -> str:
-    """One row per configuration: mean ± sd (95% interval) over its seeds."""
+    """One row per configuration: mean ± sd (95% interval) over its seeds; epochs as the mean
+    and range."""
     columns = {
         "val %": (names.VAL_ACCURACY, 100, 2),
         "test %": (names.TEST_ACCURACY, 100, 2),
         "gap (points)": (names.GAP, 100, 2),
         "final model's gap": (findings.GAP, 100, 2),
-        "lowest val loss at": (names.BEST_VAL_LOSS_EPOCH, 1, 1),
     }
     shown = pd.DataFrame(
         {
@@ -105,6 +115,9 @@ def configurations_table(configurations: pd.DataFrame) -> str:
         shown[title] = [
             _spread(row, metric, scale, digits) for _, row in configurations.iterrows()
         ]
+    shown["lowest val loss at"] = [
+        _epochs(row, names.BEST_VAL_LOSS_EPOCH) for _, row in configurations.iterrows()
+    ]
     shown["overfits from"] = [_onsets(row) for _, row in configurations.iterrows()]
     return shown.to_markdown(index=False)
 
@@ -135,15 +148,19 @@ def summary(rows: pd.DataFrame, configurations: pd.DataFrame, chosen: findings.B
         spread = f" ({over})" if row["seeds"] > 1 else ""
         return text + f" {chosen.label.capitalize()}: {numbers}{spread}."
     if chosen.test is None:
-        return text + (
-            f" Best by validation accuracy: {chosen.label}: {numbers} (one seed each: not "
-            "tested against the others; `replicates=3` would)."
+        why = (
+            "one seed: not tested against the others; `replicates=3` would"
+            if row["seeds"] == 1
+            else f"{over}; the others have one seed each: not tested against them"
         )
+        return text + f" Best by validation accuracy: {chosen.label}: {numbers} ({why})."
     tied = "; ".join(chosen.tied) if chosen.tied else "none"
+    untested = "; ".join(chosen.untested)
     return text + (
         f" Best by mean validation accuracy: {chosen.label}: {numbers} ({over}). Tied with "
         f"it, the seeds cannot tell them apart ({chosen.test}, Holm-adjusted, level "
         f"{stats.ALPHA}): {tied}."
+        + (f" Not tested, one seed each: {untested}." if untested else "")
     )
 
 

@@ -146,3 +146,36 @@ def test_failed_jobs_are_left_out():
     rows = _rows([{"epochs": 5, "batch_size": 64, "status": "FAILED"}])
     assert findings.conclusions(rows, ["epochs", "batch_size"]) == []
     assert findings.best(rows, ["epochs", "batch_size"]) is None
+
+
+def test_a_single_seed_configuration_leaves_the_others_tested():
+    """`make run`'s one seed beside a grid of 3-seed configurations: the others are tested."""
+    jobs = _replicates(5, 64, _around(0.010, 0.001)) + _replicates(5, 128, _around(0.020, 0.001))
+    jobs += _replicates(5, 256, [0.015])
+    for job, val in zip(jobs, [0.970, 0.971, 0.972, 0.980, 0.981, 0.982, 0.990], strict=True):
+        job[names.VAL_ACCURACY] = val
+    rows = _rows(jobs)
+    by = ["epochs", "batch_size"]
+    lines = findings.conclusions(rows, by)
+    moved = [line for line in lines if line.startswith("batch size 64 → 128 at epochs 5:")]
+    assert len(moved) == 1 and "gap +1.00 ± 0.10 → +2.00 ± 0.10 points: grows" in moved[0]
+    assert "Not compared: 1 pair of configurations one param apart" in lines[-2]
+    assert not any("One seed per configuration" in line for line in lines)
+    best = findings.best(rows, by)
+    assert best is not None and best.label == "epochs 5, batch size 256"
+    assert best.test is None, "one seed is not tested"
+    best = findings.best(rows[rows["batch_size"] != 256], by)
+    assert best is not None and best.test == "Welch's t-test" and best.untested == []
+    alone = findings.best(rows.iloc[[0, 1, 2, 6]].assign(**{names.VAL_ACCURACY: 0.9}), by)
+    assert alone is not None and len(alone.runs) == 3, "the best has 3 seeds"
+    assert (alone.test, alone.untested) == (None, ["epochs 5, batch size 256"])
+
+
+def test_the_best_epoch_interval_stays_within_the_epochs_trained():
+    jobs = _replicates(5, 64, [0.01, 0.011])
+    for job, epoch in zip(jobs, [4, 5], strict=True):
+        job[names.BEST_VAL_LOSS_EPOCH] = epoch
+    (row,) = findings.configurations(_rows(jobs), ["epochs", "batch_size"]).to_dict("records")
+    low, high = (row[names.BEST_VAL_LOSS_EPOCH + s] for s in (names.CI_LOW, names.CI_HIGH))
+    assert (low, high) == (1, 5)
+    assert 0 <= row[names.VAL_ACCURACY + names.CI_LOW] <= row[names.VAL_ACCURACY + names.MEAN]

@@ -108,6 +108,15 @@ def test_seeds_that_do_not_vary_have_no_spread():
     assert found.sd == 0 and found.low == found.high == pytest.approx(0.97)
 
 
+def test_an_interval_over_two_seeds_stays_inside_what_the_quantity_can_be():
+    # the best epoch at 4 and 5: the t interval is 4.5 ± 6.4, epochs -1.9 to 10.9
+    assert stats.spread([4, 5]).low == pytest.approx(-1.85, abs=0.01)
+    found = stats.spread([4, 5], within=(1, 5))
+    assert (found.low, found.high, found.mean) == (1, 5, 4.5)
+    accuracy = stats.spread([0.999, 0.985], within=(0, 1))
+    assert accuracy.high == 1 and 0 < accuracy.low < 0.985
+
+
 def test_one_seed_gives_no_interval_and_says_to_ask_for_replicates():
     with pytest.raises(stats.TooFewError, match="one seed gives no interval.*replicates"):
         stats.interval([0.98])

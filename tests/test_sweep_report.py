@@ -120,7 +120,7 @@ def test_one_seed_gives_no_interval_and_says_so():
     text = sweep_text.summary(rows, configurations, findings.best(rows, by))
     assert text == (
         "2 jobs: 2 run, 0 reused, 0 failed. Best by validation accuracy: epochs 5, batch size "
-        "64: validation 98.10%, test 97.80% (one seed each: not tested against the others; "
+        "64: validation 98.10%, test 97.80% (one seed: not tested against the others; "
         "`replicates=3` would)."
     )
     assert "(" not in sweep_text.configurations_table(configurations).split("\n")[2]
@@ -142,3 +142,24 @@ def test_a_job_still_running_or_never_ended_has_no_time_and_the_report_goes_on()
     assert "RUNNING" in sweep_text.jobs_table(rows)
     runs["end_time"] = None  # every job unended: the column holds no time at all
     assert sweep_report.table(runs)["time_s"].isna().all()
+
+
+def test_seeds_asked_for_by_other_commands_are_one_configuration():
+    """`make run` (replicates 1), then `replicates=10`, then a grid with `replicates=3`: the
+    default's runs differ in `replicates` and `reuse`, which decide no number."""
+    jobs = [{"epochs": 5, "batch_size": 128, "val_accuracy": 0.98 + i / 1000} for i in range(4)]
+    jobs += [{"epochs": 5, "batch_size": 64, "val_accuracy": 0.981 + i / 1000} for i in range(3)]
+    runs = _search_runs([{**j, "test_accuracy": 0.978} for j in jobs])
+    runs["params.train.seed"] = ["42", "43", "44", "45", "42", "43", "44"]
+    runs["params.replicates"] = ["1", "10", "10", "3", "3", "3", "3"]
+    runs["params.reuse"] = ["true", "true", "false", "true", "true", "true", "true"]
+    rows = sweep_report.table(runs)
+    assert "replicates" not in rows and "reuse" not in rows
+    by = findings.keys(rows, sweep_report.METRICS)
+    configurations = findings.configurations(rows, by)
+    assert configurations["seeds"].tolist() == [3, 4]
+    text = sweep_text.summary(rows, configurations, findings.best(rows, by))
+    assert text.startswith("7 jobs (2 configurations x 3 to 4 seeds)")
+    assert "Best by mean validation accuracy: epochs 5, batch size 64" in text
+    table = sweep_text.configurations_table(configurations)
+    assert "| epochs 5, batch size 64  |       3 |" in table

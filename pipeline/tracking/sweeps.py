@@ -23,6 +23,7 @@ from pipeline.tracking import ends, names, reuse, runs, store
 
 RECORD = "sweep.json"
 MAX_NOTE = 8000  # MLflow refuses longer descriptions
+_opening: list[str] = []  # the experiments this process began to open a sweep in
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def open_sweep(
 ) -> Sweep:
     """Create the store (once, before any job fans out) and a sweep's parent run; write its
     record into `folder` and return it."""
+    _opening.append(experiment)
     try:
         with store.lock():
             client = store.connect()
@@ -162,7 +164,11 @@ def end(parent_id: str, status: str) -> None:
 
 def end_own(status: str) -> list[str]:
     """End with `status` the sweeps this process opened and has not ended (it is being
-    stopped), found in the store by their owner tags; return their ids."""
+    stopped), found in the store by their owner tags; return their ids. A process that never
+    began to open one asks no store: stopped while it started, it may hold MLflow half
+    imported."""
+    if not _opening:
+        return []
     client = store.connect()
     owner = runs.owner()
     mine = " and ".join(
