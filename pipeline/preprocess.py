@@ -174,9 +174,9 @@ def up_to_date(cfg: config.Config) -> Iterator[None]:
         raise PipelineError(f"`{' '.join(command[2:])}` failed: see its output above")
 
 
-def _stop(dvc: subprocess.Popen, finish: float = 1.0, unwind: float = 10.0) -> None:
+def _stop(dvc: subprocess.Popen, finish: float = 2.0, unwind: float = 10.0) -> None:
     """Stop `dvc repro` as Ctrl-C stops it, so it releases its locks, unless it finishes in
-    `finish` seconds by itself (a repro with nothing to do takes about one); SIGTERM and
+    `finish` seconds by itself (a repro with nothing to do takes one or two); SIGTERM and
     SIGKILL only if it is still there `unwind` seconds later."""
     for signum, wait in ((None, finish), (signal.SIGINT, unwind)):
         if signum is not None:

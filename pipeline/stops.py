@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +53,25 @@ def handle() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         if _ours(signum):
             signal.signal(signum, _stop)
+    if not isinstance(sys.unraisablehook, _Redeliver):
+        sys.unraisablehook = _Redeliver(sys.unraisablehook)
+
+
+class _Redeliver:
+    """A stop raised where Python ignores exceptions, and would lose it: in a garbage
+    collector's callback (JAX has one) or a `__del__`. The signal is sent again, to be raised
+    a moment later, where the code is ours again."""
+
+    def __init__(self, hook: object) -> None:
+        self.hook = hook
+
+    def __call__(self, unraisable: object) -> None:
+        err = getattr(unraisable, "exc_value", None)
+        if isinstance(err, KeyboardInterrupt | Stopped):
+            signum = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
+            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+            return
+        self.hook(unraisable)  # type: ignore[operator]
 
 
 def starting(command: str) -> None:

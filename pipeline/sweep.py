@@ -91,11 +91,14 @@ def _prepared(hydra_config: DictConfig) -> None:
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
-    with preprocess.up_to_date(base), store.lock():
+    # The store's first client imports much of MLflow: a stop waits the second it takes,
+    # never leaving a module half imported for the parent run's ending to stumble on.
+    with preprocess.up_to_date(base), stops.deferred(), store.lock():
         store.connect()  # meanwhile: a store's first client takes a while
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     name = "sweep " + " ".join(f"{key}={value}" for key, value in given.items())
-    sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
+    with stops.deferred():
+        sweep = sweeps.open_sweep(base.tracking.experiment, name, given, swept, folder)
     log.info(
         "sweep over %s: parent MLflow run %s, job folders in %s",
         ", ".join(swept) or "nothing",
@@ -182,7 +185,10 @@ class SweepCallback(Callback):
         _or_exit(_open, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        _or_exit(_close, config)
+        # A stop waits for the report and the registry's version to be whole (a few seconds):
+        # cut inside a store's transaction, they would leave it locked for the parent's end.
+        with stops.deferred():
+            _or_exit(_close, config)
 
 
 def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
@@ -274,7 +280,7 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
         raise SystemExit(status) from None
     done = "its parent run and the job running are KILLED; the jobs done so far keep their runs"
     if not ended:
-        done = "nothing half-written was kept, and a run it had open is KILLED"
+        done = "nothing half-written was kept, and no run it made is left RUNNING"
     log.error("sweep stopped by %s: %s", by, done)
     raise SystemExit(status) from None
 

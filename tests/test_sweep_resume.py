@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from pipeline.tracking import names
 
 from .helpers.data import write_prepared
-from .helpers.processes import wait_for
+from .helpers.processes import ctrl_c, in_a_terminal, wait_for
 from .helpers.project import Project
 from .helpers.servers import Server, reachable_folder, require_postgres
 
@@ -41,12 +41,12 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_with_the_same_command(lab, tmp_path):
     before = len(_finished_jobs(lab))  # the session's one `dvc exp run`
     log = tmp_path / "sweep.log"
     with log.open("w") as out:
-        process = subprocess.Popen(
+        process = in_a_terminal(
             [*SWEEP, GRID], cwd=lab.path, env=lab.env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
         wait_for(lambda: len(_finished_jobs(lab)) == before + 2, "two jobs done", timeout=300)
-        process.send_signal(signal.SIGINT)
+        ctrl_c(process)
         assert process.wait(timeout=60) == 130
     finally:
         process.kill()
@@ -64,6 +64,51 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_with_the_same_command(lab, tmp_path):
     counts = {name: parent.data.metrics[name] for name in (names.JOBS, names.JOBS_REUSED)}
     assert counts == {names.JOBS: 3, names.JOBS_REUSED: 2}
     assert "3 jobs: 1 run, 2 reused, 0 failed." in parent.data.tags[names.NOTE]
+
+
+@pytest.mark.e2e
+def test_ctrl_c_at_any_moment_of_a_sweep_stops_it_cleanly_and_the_same_command_resumes(
+    lab, tmp_path
+):
+    """From its imports to its report, through DVC's preprocess, the store's opening, a job's
+    start and its training: one line, exit 130, no traceback, every run in a true state."""
+    command = [*SWEEP, "train.batch_size=2048,1024", "model.hidden_units=24"]  # jobs of its own
+    log = tmp_path / "sweep.log"
+
+    def sweep(*more: str, delay: float | None = None) -> tuple[int, str, float]:
+        with log.open("w") as out:
+            process = in_a_terminal(
+                [*command, *more], cwd=lab.path, env=lab.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            if delay is not None:
+                time.sleep(delay)
+                ctrl_c(process)
+            stopped = time.monotonic()
+            code = process.wait(timeout=300)
+            return code, log.read_text(), time.monotonic() - stopped
+        finally:
+            process.kill()
+
+    whole = time.monotonic()
+    code, output, _ = sweep("reuse=false")
+    assert code == 0, output[-3000:]
+    whole = time.monotonic() - whole
+    for fraction in (0.02, 0.08, 0.15, 0.25, 0.35, 0.5, 0.65, 0.8, 0.9):
+        code, output, took = sweep("reuse=false", delay=fraction * whole)
+        at = f"Ctrl-C at {fraction * whole:.1f} s of {whole:.1f}:\n{output[-3000:]}"
+        assert code == 130 or (code == 0 and "sweep report in" in output), at
+        assert took < 10, at
+        assert "Traceback" not in output and "cannot be read" not in output, at
+        if code == 130:
+            assert output.count("stopped by Ctrl-C") == 1, at
+        rwlock = lab.path / ".dvc" / "tmp" / "rwlock"
+        assert not rwlock.exists() or isinstance(json.loads(rwlock.read_text()), dict), at
+        _, runs = lab.runs()
+        assert "RUNNING" not in {r.info.status for r in runs}, at
+
+    output = lab.sh(*command)
+    assert output.count("reusing run ") == 2 and "2 jobs: 0 run, 2 reused, 0 failed." in output
 
 
 @pytest.mark.e2e

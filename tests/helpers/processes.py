@@ -34,6 +34,24 @@ def stop_processes_in(folder: Path) -> None:
     kill_where(inside)
 
 
+def in_a_terminal(*args, **kwargs) -> subprocess.Popen:
+    """`subprocess.Popen` of a command as a terminal runs it: in its own process group, for
+    `ctrl_c` to signal as the terminal does, with Ctrl-C's default disposition, whatever the
+    test runner's (a shell's `cmd &` starts it with SIGINT ignored, which its children
+    inherit)."""
+
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen(*args, **kwargs, process_group=0, preexec_fn=default_sigint)
+
+
+def ctrl_c(process: subprocess.Popen) -> None:
+    """What a terminal sends on Ctrl-C: SIGINT to the foreground process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1, where every server a test starts listens."""
     with socket.socket() as probe:
