@@ -67,6 +67,25 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_with_the_same_command(lab, tmp_path):
 
 
 @pytest.mark.e2e
+def test_seeds_added_by_later_commands_extend_one_configuration(lab):
+    """The README's order: `dvc repro` (the session's run, seed 42), then `replicates=3`, then
+    a grid with `replicates=3` over the same default: one configuration with all its seeds."""
+    seeds = lab.sh(*SWEEP, "replicates=3")
+    assert "3 jobs (1 configuration x 3 seeds): 2 run, 1 reused, 0 failed." in seeds
+    assert "replicates" not in _newest_parent(lab).data.tags[names.NOTE].split("Jobs:")[1]
+
+    grid = lab.sh(*SWEEP, "train.batch_size=128,1024", "replicates=3")
+    note = _newest_parent(lab).data.tags[names.NOTE]
+    assert note.startswith("6 jobs (2 configurations x 3 seeds): 3 run, 3 reused, 0 failed.")
+    assert "Best by mean validation accuracy" in note and "Welch's t-test" in note
+    compared = [line for line in note.splitlines() if line.startswith("- batch size 128 → 1024")]
+    assert len(compared) == 1 and "p = " in compared[0], "the two configurations are tested"
+    assert "One seed" not in note and "not tested" not in note
+    decisions = [line for line in grid.splitlines() if "registered" in line]
+    assert len(decisions) == 1, decisions
+
+
+@pytest.mark.e2e
 def test_ctrl_c_at_any_moment_of_a_sweep_stops_it_cleanly_and_the_same_command_resumes(
     lab, tmp_path
 ):
