@@ -220,41 +220,46 @@ def _compare(
 
 def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> list[str]:
     """Where each configuration bottoms and overfits, then how the final model's gap and test
-    accuracy move between configurations one param apart: a move stated only when
-    significant."""
+    accuracy move between configurations one param apart, each with two seeds or more: a move
+    stated only when significant."""
     done = finished(rows)
     done = done[done[GAP].notna()]
     if done.empty:
         return []
-    lines = []
-    for values, group in groups(done, [k for k in by if k != "epochs"]):
-        lines.append(f"{label(values).capitalize()}: {_where(group)}.")
-    found = _pairs(done, by)
-    pairs = [p for p in found if len(p.before[1]) > 1 and len(p.after[1]) > 1]
-    if not found:
+    lines = [
+        f"{label(values).capitalize()}: {_where(group)}."
+        for values, group in groups(done, [k for k in by if k != "epochs"])
+    ]
+    candidates = _pairs(done, by)
+    pairs = [p for p in candidates if len(p.before[1]) > 1 and len(p.after[1]) > 1]
+    if not candidates:
         return lines
     if not pairs:
-        single = (
-            "One seed per configuration"
-            if done.groupby(by).size().max() == 1
-            else ("No two configurations one param apart have two seeds each")
-        )
+        few = "No two configurations one param apart have two seeds each"
+        if done.groupby(by).size().max() == 1:
+            few = "One seed per configuration"
         return [
             *lines,
-            f"{single}: no difference between configurations can be told from the seeds' "
-            "noise here; ask for replicates (`replicates=3`) to test them.",
+            f"{few}: no difference between configurations can be told from the seeds' noise "
+            "here; ask for replicates (`replicates=3`) to test them.",
         ]
+    return lines + _differences(pairs, len(candidates) - len(pairs), level)
+
+
+def _differences(pairs: list[_Pair], skipped: int, level: float) -> list[str]:
+    """A sentence per pair, Holm-adjusted across all of them; then the pairs left out (one
+    side has a single seed) and how the tests were made."""
     tests = [
         [stats.welch(p.before[1][metric], p.after[1][metric]) for metric, *_ in COMPARED]
         for p in pairs
     ]
     flat = stats.holm([t.p_value for pair in tests for t in pair])
     width = len(COMPARED)
-    lines += [
+    lines = [
         _compare(pair, found, flat[i * width : (i + 1) * width], level, len(flat))
         for i, (pair, found) in enumerate(zip(pairs, tests, strict=True))
     ]
-    if skipped := len(found) - len(pairs):
+    if skipped:
         lines.append(
             f"Not compared: {skipped} pair{'s' * (skipped > 1)} of configurations one param "
             "apart where one has a single seed (`replicates=3` would test them)."

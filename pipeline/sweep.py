@@ -91,8 +91,7 @@ def _prepared(hydra_config: DictConfig) -> None:
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
-    # The store's first client imports much of MLflow: a stop waits the second it takes,
-    # never leaving a module half imported for the parent run's ending to stumble on.
+    # A stop waits for the store's first client (a second): no MLflow module half imported.
     with preprocess.up_to_date(base), stops.deferred(), store.lock():
         store.connect()  # meanwhile: a store's first client takes a while
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
@@ -136,8 +135,8 @@ def _register(base: config.Config, best: findings.Best, run_id: str) -> None:
     """A sweep adds one version to the registry: its best configuration's first seed, which
     takes @champion only on evidence (`registry.register`); the other jobs keep their models
     on their runs. A run registered before (a reused job) is not registered again."""
-    if reuse.registered(run_id):
-        log.info("%s (run %s) is registered already", best.label, run_id)
+    if version := reuse.registered(run_id):
+        log.info("%s (run %s) is registered already, as %s", best.label, run_id, version)
         return
     from pipeline.tracking import registry  # Keras: only once there is a model to register
 

@@ -147,6 +147,8 @@ def settle(run_id: str) -> str | None:
     return first if first != run_id else None
 
 
-def registered(run_id: str) -> bool:
-    """Whether a model version was registered from run `run_id` already."""
-    return bool(store.connect().search_model_versions(f"run_id = '{run_id}'"))
+def registered(run_id: str) -> str | None:
+    """The model version registered from run `run_id` already (`mnist-dense version 1`), if
+    any."""
+    found = store.connect().search_model_versions(f"run_id = '{run_id}'")
+    return f"{found[0].name} version {found[0].version}" if found else None

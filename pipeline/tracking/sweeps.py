@@ -164,15 +164,12 @@ def end(parent_id: str, status: str) -> None:
 
 def end_own(status: str) -> list[str]:
     """End with `status` the sweeps this process opened and has not ended (it is being
-    stopped), found in the store by their owner tags; return their ids. A process that never
-    began to open one asks no store: stopped while it started, it may hold MLflow half
-    imported."""
+    stopped), found by their owner tags; return their ids. None opened: no store asked."""
     if not _opening:
         return []
     client = store.connect()
-    owner = runs.owner()
     mine = " and ".join(
-        f"tags.`{key}` = '{value}'" for key, value in owner.items() if key != names.RAY_NODE
+        f"tags.`{key}` = '{value}'" for key, value in runs.owner().items() if key != names.RAY_NODE
     )
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     running = client.search_runs(
