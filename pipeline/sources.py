@@ -18,6 +18,11 @@ def path(module: str) -> Path:
     return plain if plain.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
 
 
+def _main(module: str) -> Path:
+    """A package's command (`python -m package` runs its `__main__.py`)."""
+    return ROOT / module.replace(".", "/") / "__main__.py"
+
+
 def _is_main_block(node: ast.stmt) -> bool:
     """`if __name__ == "__main__":`, which runs only where the module is the command."""
     test = node.test if isinstance(node, ast.If) else None
@@ -52,14 +57,15 @@ def imports(module: str, as_main: bool = False) -> set[str]:
 def closure(*modules: str) -> list[str]:
     """Every project file that running each of `modules` (`python -m module`) executes,
     relative to `ROOT`, sorted: one walk, each file read once."""
+    commands = [*modules, *(f"{m}.__main__" for m in modules if _main(m).is_file())]
     seen: set[str] = set()
-    todo = list(modules)
+    todo = list(commands)
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
             parts = name.split(".")
-            found = imports(name, as_main=name in modules)
+            found = imports(name, as_main=name in commands)
             todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(found)
     return sorted(str(path(name).relative_to(ROOT)) for name in seen)
 

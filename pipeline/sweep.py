@@ -245,7 +245,7 @@ def _write_record(folder: Path, run_id: str, model_uri: str, reused: bool = Fals
     files.write_text(folder / "run.json", text, mode=0o600)  # names the store
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
 def main(raw: DictConfig) -> float | None:
     """One job: its validation accuracy is the objective, for sweepers that optimise."""
     entry.environment()  # here, not only in __main__: a Ray or SLURM worker runs just this

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline import config, params
+from pipeline import config
 from pipeline.config import ConfigError, Loss, Optimizer
+from pipeline.config import __main__ as command
 
 from .helpers import ROOT
 
@@ -125,24 +126,24 @@ def test_missing_params_yaml_says_how_to_create_it(tmp_path):
 
 def test_config_main_writes_params_and_refuses_bad_overrides(tmp_path, capsys):
     out = tmp_path / "params.yaml"
-    params.main(["train.epochs=7", "--output", str(out)])
+    command.main(["train.epochs=7", "--output", str(out)])
     assert config.load(out).train.epochs == 7
     before = out.read_text()
     with pytest.raises(ConfigError, match="train.epochs must be >= 1"):
-        params.main(["train.epochs=0", "--output", str(out)])
+        command.main(["train.epochs=0", "--output", str(out)])
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
 def test_config_check_refuses_a_key_no_stage_reads(tmp_path, capsys):
     out = tmp_path / "params.yaml"
-    params.main(["--check", "--output", str(ROOT / "params.yaml")])
+    command.main(["--check", "--output", str(ROOT / "params.yaml")])
     assert "params.yaml is valid" in capsys.readouterr().out
     plain = config.compose()
     plain["typo"] = 5
     out.write_text(yaml.safe_dump(plain))
     with pytest.raises(ConfigError, match="unknown key 'typo'"):
-        params.main(["--check", "--output", str(out)])
+        command.main(["--check", "--output", str(out)])
 
 
 def test_flatten_gives_every_leaf_as_a_dotted_param():
@@ -225,7 +226,7 @@ def test_a_bad_value_in_params_yaml_says_how_to_recompose_it(tmp_path):
         f"(for example train.seed=42); {path} holds it (a hand edit, or a failed dvc exp "
         "run -S): recompose it from conf/ with `python -m pipeline.config`"
     )
-    params.main(["--output", str(path)])  # the advice, followed
+    command.main(["--output", str(path)])  # the advice, followed
     assert config.load(path).train.seed == 42
 
 

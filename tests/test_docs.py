@@ -255,6 +255,10 @@ def test_every_link_inside_the_project_leads_somewhere(doc):
     assert broken == []
 
 
+def test_the_readme_is_a_short_front_door():
+    assert len((ROOT / README).read_text().splitlines()) <= 250, "move the detail to docs/"
+
+
 def test_where_is_what_names_every_module():
     """The README's table is how a newcomer finds the engine, the cache, the tracking rooms."""
     table = (ROOT / README).read_text().split("## Where is what")[1].split("\n## ")[0]

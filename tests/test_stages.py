@@ -56,5 +56,5 @@ def test_a_modules_command_line_is_in_its_own_closure_only():
     cache's command line is the command's code, not the training engine's (nor its key's)."""
     assert "pipeline/entry.py" in closure("pipeline.checkpoints")
     assert "pipeline/entry.py" not in closure("pipeline.engine")
-    assert "pipeline/params.py" in closure("pipeline.config")
-    assert "pipeline/params.py" not in closure("pipeline.train")
+    assert "pipeline/config/__main__.py" in closure("pipeline.config")
+    assert "pipeline/config/__main__.py" not in closure("pipeline.train")

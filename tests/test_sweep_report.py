@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 
 from pipeline import findings, sweep_report, sweep_text
@@ -97,14 +94,6 @@ def test_the_summary_gives_each_configuration_over_its_seeds_and_the_tied_set():
     assert text.endswith(": epochs 5, batch size 64.")
     table = sweep_text.configurations_table(configurations)
     assert "| epochs 5, batch size 64  |       2 | 98.05 ± 0.07 (97.41 to 98.69) |" in table
-
-
-def test_the_old_command_names_the_new_one():
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.report"], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 1
-    assert "python -m pipeline.sweep_report" in done.stderr
 
 
 def test_one_seed_gives_no_interval_and_says_so():

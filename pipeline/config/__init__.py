@@ -1,7 +1,7 @@
 """The configuration schema behind conf/ and params.yaml, and the one way to load it.
 
 `conf/` is composed by Hydra into `params.yaml` (by `python -m pipeline.config`, the command
-line in `pipeline.params`, or by DVC on `dvc exp run -S ...`). Every stage reads
+line in its `__main__`, or by DVC on `dvc exp run -S ...`). Every stage reads
 `params.yaml`, the file DVC hashed, through `load()`: wrong types, unknown keys and
 out-of-range values stop it before any work starts. The choices and bounds the schema allows
 are spelled in `pipeline.bounds`.
@@ -28,7 +28,15 @@ from pipeline.bounds import Activation, Loss, Monitor, Optimizer
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def _conf_dir() -> Path:
+    """conf/ beside the package in a checkout (and DVC's queue copies of it); with the package
+    installed from a wheel, the project's, in the working directory."""
+    beside = Path(__file__).resolve().parents[2] / "conf"
+    return beside if beside.is_dir() else Path.cwd() / "conf"
+
+
+CONF_DIR = _conf_dir()
 PARAMS_FILE = "params.yaml"
 
 
@@ -289,12 +297,3 @@ def flatten(cfg: Config) -> dict[str, Any]:
 def dump(plain: dict) -> str:
     header = "# Composed from conf/ by `python -m pipeline.config`: do not edit by hand.\n"
     return header + yaml.safe_dump(plain, sort_keys=False)
-
-
-if __name__ == "__main__":
-    from pipeline import (
-        entry,
-        params,  # the command line, which imports this module as pipeline.config
-    )
-
-    entry.run(params.main)

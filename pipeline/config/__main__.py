@@ -1,6 +1,6 @@
 """`python -m pipeline.config`: compose conf/ (with Hydra overrides) into params.yaml, or
 `--check` the file as it is, as the check_params stage does. Exit 1 if the config is invalid,
-with the reason in one line."""
+with the reason in one line. The command of the package, which it imports once."""
 
 from __future__ import annotations
 
@@ -27,3 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         files.write_text(args.output, config.dump(config.compose(args.overrides)))
     print(f"{args.output} is valid" if args.check else f"wrote {args.output}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    entry.run(main)
