@@ -11,9 +11,9 @@ import keras
 import numpy as np
 
 from pipeline import PipelineError, config, model, stops
+from pipeline.checkpoints import Row
 
 EpochSink = Callable[[int, dict[str, float]], None]
-Row = dict[str, float]
 
 
 class EpochRecorder(keras.callbacks.Callback):

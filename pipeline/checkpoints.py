@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # of the files; a new format starts a new cache
 WEIGHTS, RECORD, ABOUT = ".npz", ".json", "key.json"
-Row = dict[str, float]
+Row = dict[str, float]  # an epoch of history, by metric (the engine's callbacks keep them)
 
 
 def key(cfg: config.Config, fingerprint: str, environment: Mapping[str, str]) -> dict[str, Any]:

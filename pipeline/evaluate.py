@@ -40,7 +40,6 @@ from pipeline.tracking import names, queues, record, reuse, runs, store
 
 log = logging.getLogger(__name__)
 
-PREDICT_BATCH = 1024
 SHOWN = 10  # the notebook looks at the first test digits
 PLOTS = "plots"  # the run's artifact folder of the pictures
 # What a user compares between experiments, first in `metrics.json`: `dvc exp show` puts its
@@ -120,7 +119,7 @@ def trained_accuracy(net: Any, prepared: Path, validation_split: float) -> float
     the last epoch, which lags behind the model."""
     x, y = preprocess.load_split(prepared, "train")
     part = model.training_part(len(x), validation_split)
-    proba = net.predict(x[:part], batch_size=PREDICT_BATCH, verbose=0)
+    proba = net.predict(x[:part], batch_size=model.PREDICT_BATCH, verbose=0)
     return float(np.mean(proba.argmax(axis=1) == y[:part]))
 
 
@@ -162,7 +161,7 @@ def run(
     docs/performance.md)."""
     prepared = Path(paths.prepared)
     x, y = preprocess.load_split(prepared, "test")
-    proba = net.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+    proba = net.predict(x, batch_size=model.PREDICT_BATCH, verbose=0)
     final = overfitting.kept(history)  # the epoch whose weights the model holds
     metrics, matrix = summarize(proba, y, float(final["accuracy"]))
     where = located(history)
@@ -203,7 +202,7 @@ def _measure(
     accuracy with its interval."""
     final = overfitting.kept(history)
     evaluated = trained_accuracy(net, prepared, validation_split)
-    metrics["train_accuracy_evaluated"] = evaluated
+    metrics[names.TRAIN_ACCURACY_EVALUATED] = evaluated
     metrics[names.GAP_EVALUATED] = evaluated - metrics[names.TEST_ACCURACY]
     metrics |= where
     metrics |= {names.EPOCHS_TRAINED: len(history), names.KEPT_EPOCH: int(final["epoch"])}
@@ -232,7 +231,7 @@ def _report(metrics: dict, table: pd.DataFrame) -> None:
         "overfitting gap %+.2f points (the final model's: %+.2f)",
         " | ".join(measured),
         100 * metrics[names.TRAIN_ACCURACY],
-        100 * metrics["train_accuracy_evaluated"],
+        100 * metrics[names.TRAIN_ACCURACY_EVALUATED],
         100 * metrics[names.GAP],
         100 * metrics[names.GAP_EVALUATED],
     )

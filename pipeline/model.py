@@ -14,6 +14,10 @@ from pipeline import PipelineError, files, internals
 from pipeline.config import ConfigError, Loss, ModelConfig, Optimizer, TrainConfig
 from pipeline.mnist import INPUT_DIM, NUM_CLASSES
 
+# Digits a predict step takes (evaluate, the registry's validation, rebuild): the same batch,
+# so that the same weights give the same labels wherever they are asked.
+PREDICT_BATCH = 1024
+
 _OPTIMIZERS = {
     Optimizer.rmsprop: keras.optimizers.RMSprop,
     Optimizer.adam: keras.optimizers.Adam,

@@ -19,20 +19,17 @@ import yaml
 
 from pipeline import config, entry, files, overfitting, preprocess, provenance
 
-# As evaluate predicts (evaluate.PREDICT_BATCH), so that the same weights give the labels the
-# run's predictions.csv holds.
-PREDICT_BATCH = 1024
-
 
 def rebuild(cfg: config.Config, raw: Path) -> dict:
     """Prepare `raw` as the preprocess stage does, train as the train stage does, predict the
     test digits as evaluate does: where the bits differ from the run's, `reproduce` tests
     whether those predictions do."""
-    from pipeline import engine  # Keras: once the arguments are known to be good
+    from pipeline import engine, model  # Keras: once the arguments are known to be good
 
     prepared = preprocess.prepare(preprocess.load_npz(raw))
     net, history = engine.train(cfg, prepared["x_train"], prepared["y_train"])
-    proba = net.predict(prepared["x_test"], batch_size=PREDICT_BATCH, verbose=0)
+    # as evaluate predicts: the same weights give the labels the run's predictions.csv holds
+    proba = net.predict(prepared["x_test"], batch_size=model.PREDICT_BATCH, verbose=0)
     return {
         "weights_digest": provenance.weights_digest(net.get_weights()),
         "environment": provenance.environment(),

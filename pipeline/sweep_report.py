@@ -138,7 +138,7 @@ def _parent_metrics(
     rows: pd.DataFrame, configurations: pd.DataFrame, best: findings.Best | None
 ) -> dict[str, float]:
     metrics = {name: float(value) for name, value in sweep_text.counts(rows).items()}
-    metrics["configurations"] = float(len(configurations))
+    metrics[names.CONFIGURATIONS] = float(len(configurations))
     if best is None:
         return metrics
     row = configurations.loc[configurations[findings.CONFIGURATION] == best.label].iloc[0]

@@ -44,7 +44,7 @@ RESULTS = [
     names.GAP,
     names.GAP_EVALUATED,
     names.TRAIN_ACCURACY,
-    "train_accuracy_evaluated",
+    names.TRAIN_ACCURACY_EVALUATED,
     names.BEST_VAL_LOSS_EPOCH,
     names.BEST_VAL_ACCURACY_EPOCH,
     names.EPOCHS_TRAINED,

@@ -47,8 +47,13 @@ def test_tab_completes_the_documented_sweep_command_and_nothing_else():
     assert _tab("python -m http.server 80") == []  # bash's own completion
 
 
-@pytest.mark.parametrize(
-    "argv", [["-sc", "install=bash"], ["--cfg", "job", "train.epochs=2"], ["-cn", "config"]]
-)
-def test_the_values_of_hydras_flags_are_no_overrides(argv):
-    assert replicates.expand(argv) == argv
+@pytest.mark.parametrize("flag", [["--cfg", "job"], ["-cn", "config"], ["-p", "train"]])
+def test_the_values_of_hydras_flags_are_no_overrides(flag):
+    """Read as an override, the flag's value would be a Hydra error, and the command line
+    left as it is: the seeds are added only if it is not."""
+    argv = ["-m", *flag, "train.epochs=2", "replicates=2"]
+    assert replicates.expand(argv) == [*argv, "train.seed=42,43"]
+
+
+def test_shell_completion_asks_for_no_replicates():
+    assert replicates.expand(["-sc", "install=bash"]) == ["-sc", "install=bash"]

@@ -84,7 +84,8 @@ def test_sparse_labels_train_as_well(tiny_cfg, tiny_data):
         tiny_cfg,
         train=dataclasses.replace(tiny_cfg.train, loss=Loss.sparse_categorical_crossentropy),
     )
-    _, history = engine.train(cfg, *tiny_data, verbose=0)
+    net, history = engine.train(cfg, *tiny_data, verbose=0)
+    assert net.loss == Loss.sparse_categorical_crossentropy.value, "train.loss was not used"
     assert history["val_accuracy"].iloc[-1] > 0.9
 
 

@@ -37,6 +37,30 @@ def test_files_stay_small(folder, most):
     assert {path: size for path, size in sizes.items() if size > most} == {}, "split these"
 
 
+LOGGING_CALLS = {"log_metric", "log_param", "set_tag", "set_experiment_tag", "get_metric_history"}
+
+
+def test_a_new_mlflow_name_is_written_in_names_py_first():
+    """Not only the names already there: a literal logged as a metric, param or tag (a call's
+    name, or a key of a `metrics`, `params` or `tags` dict) anywhere but names.py."""
+    literal = []
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        if path.name == "names.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            keys: list[ast.expr] = []
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+                keys = [node.slice] if node.value.id in {"metrics", "params", "tags"} else []
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                keys = node.args[:2] if node.func.attr in LOGGING_CALLS else []
+            literal += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {key.value!r}"
+                for key in keys
+                if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            ]
+    assert literal == [], "name these in pipeline/tracking/names.py"
+
+
 def test_test_modules_import_helpers_never_each_other():
     for path in (ROOT / "tests").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

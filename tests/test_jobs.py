@@ -5,6 +5,7 @@ is computed without loading Keras, before a sweep decides whether to train."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -38,7 +39,7 @@ def _train(cfg: config.Config, **changes) -> config.Config:
 
 def test_the_key_is_a_sha256_and_the_same_for_the_same_job(tiny_cfg):
     key = _key(tiny_cfg)
-    assert len(key) == 64 and int(key, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{64}", key), key
     assert _key(config.validate(config.to_dict(tiny_cfg), "the same config")) == key
 
 

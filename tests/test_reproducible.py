@@ -35,7 +35,9 @@ def test_a_fresh_copy_rebuilds_the_committed_results_bit_for_bit(tmp_path):
         here = json.loads((copy.path / "reports/environment.json").read_text())
         differs = provenance.differences(committed, here)
         assert differs, f"same environment, other results:\n{copy.sh('git', 'diff')[-3000:]}"
-        pytest.skip(f"this machine is not the one dvc.lock was made on ({'; '.join(differs)})")
+        # Another CPU makes other bits (its differences are named above); what follows holds
+        # for this machine's own, as for the committed ones on theirs.
+        copy.sh("git", "commit", "-qam", f"this machine's results ({'; '.join(differs)})")
 
     # A change to train alone that leaves what it makes the same: evaluate does not rerun.
     with (copy.path / "pipeline/train.py").open("a") as source:

@@ -46,6 +46,7 @@ PROMOTION_PREFIX = "promotion."  # on a version: decision, test, effect, p_value
 # Metrics of a training's run (and keys of reports/metrics.json)
 TEST_ACCURACY, TEST_LOSS = "test_accuracy", "test_loss"
 TRAIN_ACCURACY, VAL_ACCURACY = "train_accuracy", "val_accuracy"
+TRAIN_ACCURACY_EVALUATED = "train_accuracy_evaluated"  # the final model on its training digits
 GAP = "overfitting_gap"  # Keras' running train accuracy - test accuracy
 GAP_EVALUATED = "overfitting_gap_evaluated"  # the final model's train accuracy - test accuracy
 BEST_VAL_LOSS_EPOCH, BEST_VAL_ACCURACY_EPOCH = "best_val_loss_epoch", "best_val_accuracy_epoch"
@@ -62,3 +63,4 @@ MCNEMAR_P_VALUE = "mcnemar_p_value"
 # Metrics of a sweep's parent run
 BEST_VAL_ACCURACY, BEST_TEST_ACCURACY = "best_val_accuracy", "best_test_accuracy"
 JOBS, JOBS_RUN, JOBS_REUSED, JOBS_FAILED = "jobs", "jobs_run", "jobs_reused", "jobs_failed"
+CONFIGURATIONS = "configurations"  # a sweep parent's metric: how many its jobs form

@@ -18,6 +18,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from pipeline import preprocess
+from pipeline.model import PREDICT_BATCH
 from pipeline.tracking import promotion, store
 from pipeline.tracking.promotion import CHAMPION, Decision, Validation
 
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 MODEL_NAME = "model"  # the artifact folder of a run's model: runs:/<id>/model
-PREDICT_BATCH = 1024  # digits a predict step takes: the validation digits in a few steps
 
 
 # What a logged model needs to load, by Keras backend (`KERAS_BACKEND`).
