@@ -88,13 +88,13 @@ class Cache:
         self.max_bytes = max_bytes
 
     @classmethod
-    def of(cls, settings: config.CheckpointsConfig) -> Cache | None:
+    def when_enabled(cls, settings: config.CheckpointsConfig) -> Cache | None:
         """The cache the config names (its folder relative to the project root); None when
         `checkpoints.enabled` is false."""
-        return cls.at(settings) if settings.enabled else None
+        return cls.configured(settings) if settings.enabled else None
 
     @classmethod
-    def at(cls, settings: config.CheckpointsConfig) -> Cache:
+    def configured(cls, settings: config.CheckpointsConfig) -> Cache:
         """The cache's folder, whether it is enabled or not (to list or empty it)."""
         return cls(config.project_root() / settings.dir, settings.max_size_mb * 2**20)
 
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
     args = parser.parse_args(argv)
     settings = config.load().checkpoints
-    cache = Cache.at(settings)
+    cache = Cache.configured(settings)
     if args.action == "clear":
         print(f"emptied {cache.folder}: {cache.clear() / 2**20:.1f} MB freed")  # noqa: T201
         return

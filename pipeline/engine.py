@@ -3,7 +3,7 @@ checkpoint cache and keep each epoch there. No MLflow, no DVC, no files of its o
 arrays in, the model and its history out. The train stage, sweep jobs and `rebuild` all train
 through `train()`, and the checkpoint cache keys a training by this module's code.
 
-Resuming asks the cache once where to start (`start`), puts the model where that checkpoint
+Resuming asks the cache once where to start (`resume`), puts the model where that checkpoint
 left it (`load`) and hands the fit one callback (`Keep`) that gives the cache each epoch's
 state; the cache stores and finds, and drives nothing.
 """
@@ -128,7 +128,7 @@ class Keep(keras.callbacks.Callback):
         self._saved_in.write(epoch + 1, self._recorder.rows, state(self.model), random_at_start)
 
 
-class Start:
+class Resume:
     """Where a training goes on from: the epochs done, their history, whether early stopping
     had stopped there, and the early stopping that followed them (None when off)."""
 
@@ -144,15 +144,15 @@ class Start:
         return self.stopper is not None and self.stopper.stopped_at is not None
 
 
-def start(
+def resume(
     net: keras.Model, saved_in: Training | None, epochs: int, stopping: config.EarlyStoppingConfig
-) -> Start:
+) -> Resume:
     """Put `net` where the cached checkpoint with the most epochs at or below `epochs` left its
     training; with early stopping, where that training stopped if it stopped sooner, its best
     epoch's weights taken from their own checkpoint. From scratch when there is none."""
     limit = epochs
     while saved_in and (saved := saved_in.latest(at_most=limit)) is not None:
-        found = Start(stopping, saved)
+        found = Resume(stopping, saved)
         stopper = found.stopper
         if stopper and stopper.stopped_at is not None and stopper.stopped_at < saved.epoch:
             limit = stopper.stopped_at  # the training ended there: that checkpoint is its state
@@ -174,7 +174,7 @@ def start(
             saved_in.key[:12],
         )
         return found
-    return Start(stopping)
+    return Resume(stopping)
 
 
 def _sample(train_cfg: config.TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
@@ -216,17 +216,17 @@ def train(
     saved_in: Training | None = None,
 ) -> tuple[keras.Model, pd.DataFrame]:
     """From a clean Keras state, seed everything, build the model from config and fit it;
-    return it with its history. With `saved_in`, go on from its latest checkpoint (`start`)
+    return it with its history. With `saved_in`, go on from its latest checkpoint (`resume`)
     and keep each epoch there: the same model and history as from scratch, to the bit. Each
     epoch trained is a log line; `verbose` is Keras' own output (2: a line an epoch)."""
     fresh_start(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
     recorder = callbacks.EpochRecorder(_logged(cfg, on_epoch), _sample(cfg.train, x, y))
-    begun = start(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
+    resumed = resume(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
     if saved_in:
-        saved_in.started_from = begun.epoch
-    recorder.replay(begun.rows, net)
-    stopper: EarlyStopping | None = begun.stopper
+        saved_in.started_from = resumed.epoch
+    recorder.replay(resumed.rows, net)
+    stopper: EarlyStopping | None = resumed.stopper
     keep = [Keep(saved_in, recorder)] if saved_in else []
     stop_on_nan = callbacks.StopOnNaN(cfg.train.learning_rate)
     # Backend tensors, not numpy arrays: Keras skips a per-fit copy and per-batch slicing.
@@ -236,8 +236,10 @@ def train(
         net.fit(
             features,
             targets,
-            initial_epoch=begun.epoch,
-            epochs=begun.epoch if begun.stopped else cfg.train.epochs,  # none more once stopped
+            initial_epoch=resumed.epoch,
+            epochs=resumed.epoch
+            if resumed.stopped
+            else cfg.train.epochs,  # none more once stopped
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=[recorder, *keep, stop_on_nan, *filter(None, [stopper])],

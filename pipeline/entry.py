@@ -88,7 +88,7 @@ def run(main: Callable[[list[str]], None]) -> None:
         log.error("stopped by %s: %s", by, stops.STOPPED_NOTE)
         sys.exit(status)
     finally:
-        quick_exit()
+        skip_final_gc()
 
 
 def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
@@ -114,7 +114,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
             return
 
 
-def quick_exit() -> None:
+def skip_final_gc() -> None:
     """Spare the garbage collector's last pass over TensorFlow's objects: without it, a
     process that imported TensorFlow takes over a second longer to exit. Files are closed and
     atexit handlers run as usual."""

@@ -44,7 +44,12 @@ SHOWN = 10  # the notebook looks at the first test digits
 PLOTS = "plots"  # the run's artifact folder of the pictures
 # What a user compares between experiments, first in `metrics.json`: `dvc exp show` puts its
 # columns in the file's order, and a terminal 120 columns wide shows only the first few.
-COMPARED = (names.TEST_ACCURACY, names.VAL_ACCURACY, names.GAP, names.BEST_VAL_LOSS_EPOCH)
+COMPARED = (
+    names.TEST_ACCURACY,
+    names.VAL_ACCURACY,
+    names.TRAIN_TEST_GAP,
+    names.BEST_VAL_LOSS_EPOCH,
+)
 
 
 def confusion_matrix(
@@ -70,7 +75,7 @@ def summarize(
         names.TEST_ACCURACY: test_accuracy,
         **accuracy_interval(names.TEST_ACCURACY, int(right.sum()), len(labels)),
         names.TRAIN_ACCURACY: train_accuracy,
-        names.GAP: train_accuracy - test_accuracy,
+        names.TRAIN_TEST_GAP: train_accuracy - test_accuracy,
         "per_class_accuracy": {str(digit): float(acc) for digit, acc in enumerate(per_class)},
     }
     return metrics, matrix
@@ -203,7 +208,7 @@ def _measure(
     final = overfitting.kept(history)
     evaluated = trained_accuracy(net, prepared, validation_split)
     metrics[names.TRAIN_ACCURACY_EVALUATED] = evaluated
-    metrics[names.GAP_EVALUATED] = evaluated - metrics[names.TEST_ACCURACY]
+    metrics[names.TRAIN_TEST_GAP_EVALUATED] = evaluated - metrics[names.TEST_ACCURACY]
     metrics |= where
     metrics |= {names.EPOCHS_TRAINED: len(history), names.KEPT_EPOCH: int(final["epoch"])}
     if "val_accuracy" in history:
@@ -232,8 +237,8 @@ def _report(metrics: dict, table: pd.DataFrame) -> None:
         " | ".join(measured),
         100 * metrics[names.TRAIN_ACCURACY],
         100 * metrics[names.TRAIN_ACCURACY_EVALUATED],
-        100 * metrics[names.GAP],
-        100 * metrics[names.GAP_EVALUATED],
+        100 * metrics[names.TRAIN_TEST_GAP],
+        100 * metrics[names.TRAIN_TEST_GAP_EVALUATED],
     )
     if names.BEST_VAL_LOSS_EPOCH in metrics:
         onset = metrics[names.ONSET]
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = cfg.paths
     net = model.load(Path(paths.model))
     digest = provenance.weights_digest(net.get_weights())
-    if cfg.reuse and (done := reuse.find(cfg.tracking.experiment, jobs.of(cfg))):
+    if cfg.reuse and (done := reuse.find(cfg.tracking.experiment, jobs.key_for(cfg))):
         if done.weights == digest:  # `train` restored this job's model from its run
             restore(paths, done)
             return
@@ -286,12 +291,14 @@ def main(argv: list[str] | None = None) -> None:
             digest[:12],
         )
     queued = trained if trained and queues.queued() else None  # a job of the queue's sweep
-    with queues.sweep_of(queued, last_stage=True):
+    with queues.publishing_report(queued, last_stage=True):
         with runs.start(cfg.tracking.experiment, trained, tags=stage) as run_id:
             if trained is None:
                 record.weights(digest)
             run(paths, net, pd.read_csv(paths.history), cfg.train.validation_split)
-        reuse.settle(run_id)  # a job done twice (`reuse=false`): this one is the duplicate
+        reuse.mark_duplicates(
+            run_id
+        )  # a job done twice (`reuse=false`): this one is the duplicate
     log.info("all of it is in MLflow run %s (%s); browse it with `make ui`", run_id, store.uri())
 
 

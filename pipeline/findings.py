@@ -24,18 +24,18 @@ SEED = "seed"
 SEEDS = "_seeds"  # suffix: how many seeds a configuration's metric is summarized over
 MIN, MAX = "_min", "_max"  # suffixes: the range over its seeds
 CONFIGURATION = names.CONFIGURATION  # a column of the configurations' table: its label
-GAP = names.GAP_EVALUATED  # the final model's train accuracy - its test accuracy
+FINAL_GAP = names.TRAIN_TEST_GAP_EVALUATED  # the final model's train accuracy - its test accuracy
 SUMMARIZED = (
     names.VAL_ACCURACY,
     names.TEST_ACCURACY,
-    names.GAP,
-    GAP,
+    names.TRAIN_TEST_GAP,
+    FINAL_GAP,
     names.BEST_VAL_LOSS_EPOCH,
     names.ONSET,
 )
 NOT_PARAMS = {"run", "run_id", "status", "reused", "time_s", SEED}
 EPOCHS = (names.BEST_VAL_LOSS_EPOCH, names.ONSET)
-GAPS = (names.GAP, GAP)
+GAPS = (names.TRAIN_TEST_GAP, FINAL_GAP)
 
 
 def within(metric: str, group: pd.DataFrame) -> tuple[float, float]:
@@ -128,7 +128,7 @@ def best(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -> Best 
 
 # What two configurations one param apart are compared on: (metric, name, unit, up, down).
 COMPARED = (
-    (GAP, "the final model's gap", " points", "grows", "shrinks"),
+    (FINAL_GAP, "the final model's gap", " points", "grows", "shrinks"),
     (names.TEST_ACCURACY, "test accuracy", "%", "rises", "falls"),
 )
 
@@ -223,7 +223,7 @@ def conclusions(rows: pd.DataFrame, by: list[str], level: float = stats.ALPHA) -
     accuracy move between configurations one param apart, each with two seeds or more: a move
     stated only when significant."""
     done = finished(rows)
-    done = done[done[GAP].notna()]
+    done = done[done[FINAL_GAP].notna()]
     if done.empty:
         return []
     lines = [

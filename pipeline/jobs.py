@@ -44,7 +44,7 @@ def code() -> str:
     return sources.digest(*CODE)
 
 
-def of(cfg: config.Config) -> str:
+def key_for(cfg: config.Config) -> str:
     """The key of `cfg` on its prepared arrays, in this process's environment (no Keras)."""
     meta = preprocess.read_meta(Path(cfg.paths.prepared))
     return key(cfg, meta["fingerprint"], provenance.environment())

@@ -173,7 +173,7 @@ def _default_model() -> str:
     try:
         name = config.load().tracking.registered_model
     except config.ConfigError:  # not in the project folder: the default name
-        name = config.defaults().tracking.registered_model
+        name = config.from_conf().tracking.registered_model
     return f"models:/{name}@{registry.CHAMPION}"
 
 

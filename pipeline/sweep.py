@@ -201,7 +201,7 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
     if done is not None:
         log.info("%s", done.line(name or " ".join(overrides) or "conf/ as it is"))
         if sweep:
-            reuse.count(sweep.parent_run_id, done, name or "")
+            reuse.count_reused(sweep.parent_run_id, done, name or "")
         _write_record(out, done.run_id, done.model_uri, reused=True)
         return done.val_accuracy
     from pipeline import evaluate, train  # Keras (seconds) only once a job runs
@@ -222,7 +222,9 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
         net, history, model_uri = train.run(cfg, paths, register=False)
         _write_record(out, run_id, model_uri)
         metrics = evaluate.run(paths, net, history, cfg.train.validation_split)
-    if first := reuse.settle(run_id):  # asked for (reuse=false), or two sweeps raced for it
+    if first := reuse.mark_duplicates(
+        run_id
+    ):  # asked for (reuse=false), or two sweeps raced for it
         say = log.warning if cfg.reuse else log.info
         say("run %s repeats run %s: tagged %s", run_id, first, names.DUPLICATE_OF)
     return metrics.get("val_accuracy")
@@ -235,7 +237,7 @@ def _done(raw: DictConfig, described: str) -> reuse.Done | None:
         cfg = config.validate(OmegaConf.to_container(raw, resolve=True), described)
     except config.ConfigError:
         return None
-    return reuse.find(cfg.tracking.experiment, jobs.of(cfg)) if cfg.reuse else None
+    return reuse.find(cfg.tracking.experiment, jobs.key_for(cfg)) if cfg.reuse else None
 
 
 def _write_record(folder: Path, run_id: str, model_uri: str, reused: bool = False) -> None:
@@ -297,4 +299,4 @@ if __name__ == "__main__":
     except (KeyboardInterrupt, Stopped) as err:
         _stopped(err)
     finally:
-        entry.quick_exit()
+        entry.skip_final_gc()

@@ -35,7 +35,12 @@ def summary(rows: pd.DataFrame, path: Path) -> None:
         figure.subplots(1, 3),
         (
             (names.TEST_ACCURACY, 100, "Test accuracy", "%"),
-            (findings.GAP, 100, "Overfitting gap (the final model's train - test)", "points"),
+            (
+                findings.FINAL_GAP,
+                100,
+                "Overfitting gap (the final model's train - test)",
+                "points",
+            ),
             (names.TEST_LOSS, 1, "Test loss", "cross-entropy"),
         ),
         strict=True,

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         "its jobs runs (the DVC queue's jobs ask for this as they end)",
     )
     args = parser.parse_args(argv)
-    experiment = args.experiment or config.defaults().tracking.experiment
+    experiment = args.experiment or config.from_conf().tracking.experiment
     parent = args.parent or sweeps.latest(experiment)
     if args.end and (running := queues.pending(parent)):
         log.info("%d job(s) of sweep %s still run: the last to end publishes", running, parent)

@@ -12,8 +12,8 @@ ACCURACIES = (
     names.TRAIN_ACCURACY,
     names.VAL_ACCURACY,
     names.TEST_ACCURACY,
-    names.GAP,
-    names.GAP_EVALUATED,
+    names.TRAIN_TEST_GAP,
+    names.TRAIN_TEST_GAP_EVALUATED,
 )
 
 
@@ -45,8 +45,8 @@ def jobs_table(rows: pd.DataFrame) -> str:
             names.TRAIN_ACCURACY: "train %",
             names.VAL_ACCURACY: "val %",
             names.TEST_ACCURACY: "test %",
-            names.GAP: "gap (points)",
-            names.GAP_EVALUATED: "final model's gap",
+            names.TRAIN_TEST_GAP: "gap (points)",
+            names.TRAIN_TEST_GAP_EVALUATED: "final model's gap",
             names.BEST_VAL_LOSS_EPOCH: "lowest val loss at",
             names.ONSET: "overfits from",
             names.TEST_LOSS: "test loss",
@@ -102,8 +102,8 @@ def configurations_table(configurations: pd.DataFrame) -> str:
     columns = {
         "val %": (names.VAL_ACCURACY, 100, 2),
         "test %": (names.TEST_ACCURACY, 100, 2),
-        "gap (points)": (names.GAP, 100, 2),
-        "final model's gap": (findings.GAP, 100, 2),
+        "gap (points)": (names.TRAIN_TEST_GAP, 100, 2),
+        "final model's gap": (findings.FINAL_GAP, 100, 2),
     }
     shown = pd.DataFrame(
         {

@@ -51,7 +51,7 @@ def run(
     facts = provenance.environment()
     record.environment(facts, job_key=jobs.key(cfg, meta["fingerprint"], facts))
     record.data(x, y, meta, source=str(prepared), context="training")
-    cache = checkpoints.Cache.of(cfg.checkpoints)
+    cache = checkpoints.Cache.when_enabled(cfg.checkpoints)
     saved_in = cache.training(checkpoints.key(cfg, meta["fingerprint"], facts)) if cache else None
     trained = model.training_part(len(x), cfg.train.validation_split)
     log.info(
@@ -73,13 +73,13 @@ def run(
     files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
     record.artifacts([Path(paths.history)])
     model_uri = registry.log_model(net)
-    val_accuracy = _final_accuracies(history)
+    val_accuracy = _log_kept_accuracies(history)
     if register:
         register_version(cfg, paths, net, model_uri, val_accuracy)
     return net, history, model_uri
 
 
-def _final_accuracies(history: pd.DataFrame) -> float | None:
+def _log_kept_accuracies(history: pd.DataFrame) -> float | None:
     """Log the kept epoch's training and validation accuracy; return the validation one."""
     final = overfitting.kept(history)
     val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
@@ -149,17 +149,17 @@ def main(argv: list[str] | None = None) -> None:
         )
     # No file links the outputs to the run: they would differ on every run. Evaluate finds
     # the run by the weights' digest.
-    if cfg.reuse and (done := reuse.find(cfg.tracking.experiment, jobs.of(cfg))):
+    if cfg.reuse and (done := reuse.find(cfg.tracking.experiment, jobs.key_for(cfg))):
         restore(cfg, done)
         if queues.queued():
-            queues.count(cfg.tracking.experiment, done)
+            queues.count_reused(cfg.tracking.experiment, done)
         return
     stage = {names.STAGE: "train"}
     # A queued experiment's run is a job of the queue's sweep (`tracking.queues`); any
     # experiment's run has DVC's name for it, as `dvc exp show` lists it.
     joined = queues.join(cfg.tracking.experiment, stage) if queues.queued() else None
     name = os.environ.get(queues.EXP_NAME)
-    with queues.sweep_of(joined, last_stage=False):
+    with queues.publishing_report(joined, last_stage=False):
         with runs.start(
             cfg.tracking.experiment, joined, name=name, tags=stage, system_metrics=True
         ) as run_id:

@@ -41,8 +41,8 @@ EPOCHS = ["accuracy", "loss", "learning_rate", "epoch_time_s"]
 RESULTS = [
     names.TEST_ACCURACY,
     names.TEST_LOSS,
-    names.GAP,
-    names.GAP_EVALUATED,
+    names.TRAIN_TEST_GAP,
+    names.TRAIN_TEST_GAP_EVALUATED,
     names.TRAIN_ACCURACY,
     names.TRAIN_ACCURACY_EVALUATED,
     names.BEST_VAL_LOSS_EPOCH,
@@ -51,7 +51,7 @@ RESULTS = [
     names.KEPT_EPOCH,
 ]
 # The runs table's metric columns: the champion's criterion, the test, the overfitting
-COLUMNS = [names.VAL_ACCURACY, names.TEST_ACCURACY, names.GAP]
+COLUMNS = [names.VAL_ACCURACY, names.TEST_ACCURACY, names.TRAIN_TEST_GAP]
 
 _X_STEPS = {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}
 

@@ -39,7 +39,7 @@ def experiment_url(base: str, experiment_id: str | None) -> str:
 
 def _experiment_id() -> str | None:
     """The id of the pipeline's experiment in the project's store, if it has one yet."""
-    found = store.connect().get_experiment_by_name(config.defaults().tracking.experiment)
+    found = store.connect().get_experiment_by_name(config.from_conf().tracking.experiment)
     return found.experiment_id if found else None
 
 

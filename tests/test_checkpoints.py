@@ -212,14 +212,14 @@ def test_off_is_one_switch(tiny_cfg, tmp_path):
     off = dataclasses.replace(
         tiny_cfg, checkpoints=dataclasses.replace(tiny_cfg.checkpoints, enabled=False)
     )
-    assert checkpoints.Cache.of(off.checkpoints) is None
-    on = checkpoints.Cache.of(tiny_cfg.checkpoints)
+    assert checkpoints.Cache.when_enabled(off.checkpoints) is None
+    on = checkpoints.Cache.when_enabled(tiny_cfg.checkpoints)
     assert on is not None and on.folder == tmp_path / ".checkpoints"  # DVC_ROOT: tmp_path
 
 
 def test_the_cache_is_listed_and_emptied_by_one_command(tiny_cfg, trained, tmp_path):
     (tmp_path / "params.yaml").write_text(config.dump(config.to_dict(tiny_cfg)))
-    saved_in = _training(checkpoints.Cache.of(tiny_cfg.checkpoints), tiny_cfg)
+    saved_in = _training(checkpoints.Cache.when_enabled(tiny_cfg.checkpoints), tiny_cfg)
     trained(_cfg(tiny_cfg, 2), saved_in)
 
     def command(*args: str) -> str:

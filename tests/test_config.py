@@ -147,9 +147,9 @@ def test_config_check_refuses_a_key_no_stage_reads(tmp_path, capsys):
 
 
 def test_flatten_gives_every_leaf_as_a_dotted_param():
-    flat = config.flatten(config.defaults())
+    flat = config.flatten(config.from_conf())
     assert flat["train.epochs"] == 5 and flat["train.optimizer"] == "rmsprop"
-    assert flat["data.fingerprint"] == config.defaults().data.fingerprint
+    assert flat["data.fingerprint"] == config.from_conf().data.fingerprint
     assert not any(isinstance(value, dict) for value in flat.values())
 
 
@@ -175,7 +175,7 @@ def test_the_schema_holds_no_values_only_types_and_bounds():
 
     for section in dataclasses.fields(config.Config):
         assert section.default is MISSING, section.name
-        value = config.defaults().__dict__[section.name]
+        value = config.from_conf().__dict__[section.name]
         if not dataclasses.is_dataclass(value):
             continue  # a top-level value (`replicates`): its default is checked above
         for item in dataclasses.fields(value):

@@ -130,7 +130,7 @@ def test_a_missing_file_url_fails_at_once_without_retries(tmp_path, dest):
     with pytest.raises(download.DownloadError, match="missing.npz"):
         download.obtain(
             dest,
-            config.defaults().data,
+            config.from_conf().data,
             source=(tmp_path / "missing.npz").as_uri(),
             sleep=waits.append,
         )

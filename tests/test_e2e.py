@@ -82,7 +82,7 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(lab):
     assert run.data.metrics["overfitting_gap"] == pytest.approx(metrics["overfitting_gap"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     tags = run.data.tags
-    assert tags["data_fingerprint"] == config.defaults().data.fingerprint
+    assert tags["data_fingerprint"] == config.from_conf().data.fingerprint
     assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git_dirty"] in ("True", "False")
     assert tags.get("dvc_exp_name"), "the DVC experiment name is not on the run"
     assert tags["env.keras_backend"] == "jax", "not the default backend"

@@ -21,8 +21,8 @@ def _rows(jobs: list[dict]) -> pd.DataFrame:
                 "status": job.pop("status", "FINISHED"),
                 names.VAL_ACCURACY: 0.98,
                 names.TEST_ACCURACY: 0.978,
-                names.GAP: job.get(findings.GAP, 0.01),
-                findings.GAP: None,
+                names.TRAIN_TEST_GAP: job.get(findings.FINAL_GAP, 0.01),
+                findings.FINAL_GAP: None,
                 names.BEST_VAL_LOSS_EPOCH: 3,
                 names.ONSET: None,
                 "time_s": 1.0,
@@ -36,7 +36,7 @@ def _rows(jobs: list[dict]) -> pd.DataFrame:
 
 def _replicates(epochs: int, batch: int, gaps: list[float], **more) -> list[dict]:
     return [
-        {"epochs": epochs, "batch_size": batch, "seed": 42 + i, findings.GAP: gap, **more}
+        {"epochs": epochs, "batch_size": batch, "seed": 42 + i, findings.FINAL_GAP: gap, **more}
         for i, gap in enumerate(gaps)
     ]
 
@@ -56,12 +56,12 @@ def test_replicates_are_one_configuration_with_mean_sd_and_interval():
     ]
     assert table["seeds"].tolist() == [3, 3]
     first = table.iloc[0]
-    assert first[findings.GAP + names.MEAN] == pytest.approx(0.013)
-    assert first[findings.GAP + names.SD] == pytest.approx(0.001)
+    assert first[findings.FINAL_GAP + names.MEAN] == pytest.approx(0.013)
+    assert first[findings.FINAL_GAP + names.SD] == pytest.approx(0.001)
     # t(0.975, 2) = 4.303: the interval of a mean of three seeds is wide
     half = 4.303 * 0.001 / np.sqrt(3)
-    assert first[findings.GAP + names.CI_LOW] == pytest.approx(0.013 - half, rel=1e-3)
-    assert first[findings.GAP + names.CI_HIGH] == pytest.approx(0.013 + half, rel=1e-3)
+    assert first[findings.FINAL_GAP + names.CI_LOW] == pytest.approx(0.013 - half, rel=1e-3)
+    assert first[findings.FINAL_GAP + names.CI_HIGH] == pytest.approx(0.013 + half, rel=1e-3)
 
 
 def test_a_clear_difference_is_stated_with_its_test_and_noise_is_not():
@@ -89,8 +89,8 @@ def test_a_clear_difference_is_stated_with_its_test_and_noise_is_not():
 def test_one_seed_per_configuration_states_no_difference():
     rows = _rows(
         [
-            {"epochs": 5, "batch_size": 64, findings.GAP: 0.010},
-            {"epochs": 10, "batch_size": 64, findings.GAP: 0.030},
+            {"epochs": 5, "batch_size": 64, findings.FINAL_GAP: 0.010},
+            {"epochs": 10, "batch_size": 64, findings.FINAL_GAP: 0.030},
         ]
     )
     lines = findings.conclusions(rows, ["epochs", "batch_size"])

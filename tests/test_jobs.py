@@ -145,11 +145,11 @@ def test_the_code_is_the_closure_of_train_and_evaluate_read_once(tiny_cfg, monke
 def test_of_keys_a_config_on_its_prepared_arrays_here(tiny_cfg, tmp_path):
     prepared = write_prepared(tmp_path / "prepared")
     cfg = replace(tiny_cfg, paths=replace(tiny_cfg.paths, prepared=str(prepared)))
-    key = jobs.of(cfg)
+    key = jobs.key_for(cfg)
     assert key == jobs.key(cfg, "synthetic", provenance.environment())
     meta = json.loads((prepared / preprocess.META).read_text())
     (prepared / preprocess.META).write_text(json.dumps(meta | {"fingerprint": "other"}))
-    assert jobs.of(cfg) != key
+    assert jobs.key_for(cfg) != key
 
 
 def test_the_environment_changes_with_a_backend_variable(monkeypatch):
@@ -166,9 +166,9 @@ def test_the_environment_changes_with_a_backend_variable(monkeypatch):
         "import sys, pipeline.provenance as p; p.environment(); print('keras' in sys.modules)",
         "import sys; from pipeline import config, jobs; "
         "cfg = config.validate(config.compose(['paths.prepared=' + sys.argv[1]]), 'conf/'); "
-        "jobs.of(cfg); print('keras' in sys.modules)",
+        "jobs.key_for(cfg); print('keras' in sys.modules)",
     ],
-    ids=["provenance.environment", "jobs.of"],
+    ids=["provenance.environment", "jobs.key_for"],
 )
 def test_keying_a_job_does_not_load_keras(tmp_path, code):
     prepared = write_prepared(tmp_path / "prepared")

@@ -17,7 +17,7 @@ from .helpers.stage import Stage
 
 
 def test_build_is_the_notebooks_network():
-    net = model.build(config.defaults().model, config.defaults().train)
+    net = model.build(config.from_conf().model, config.from_conf().train)
     dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
     assert [(d.units, d.activation.__name__) for d in dense] == [(512, "relu"), (10, "softmax")]
     assert net.input_shape == (None, 784)
@@ -140,7 +140,7 @@ def test_when_the_batch_is_what_does_not_fit_the_line_says_so_too(monkeypatch):
 
 
 def test_the_default_model_fits_in_the_free_memory_here_and_small_machines():
-    cfg = config.defaults()
+    cfg = config.from_conf()
     free = model.free_memory()
     assert free is not None and free > 100_000_000, "MemAvailable not read"
     model.check_fits(cfg.model, cfg.train)

@@ -17,7 +17,7 @@ from .helpers.tracking import get_run, recorded_run
 
 
 def _config(url: str = "file:///nowhere/mnist.npz", **data: str) -> dict:
-    plain = config.to_dict(config.defaults())
+    plain = config.to_dict(config.from_conf())
     plain["data"] |= {"url": url, **data}
     return plain
 

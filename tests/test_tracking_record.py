@@ -20,7 +20,7 @@ def test_config_is_logged_whole_with_source_tags(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-owls")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
-    cfg = config.defaults()
+    cfg = config.from_conf()
     with runs.start("exp") as run_id:
         record.configuration(cfg)
     run = get_run(run_id)

@@ -180,7 +180,7 @@ def test_on_mnist_a_gain_within_seed_noise_is_kept_out_and_more_epochs_take_the_
     lab = project.copy_to(tmp_path / "project")
     client, _ = lab.runs()
     first = client.get_model_version("mnist-dense", "1")
-    assert first.tags[names.VALIDATION_DIGITS] == f"{config.defaults().data.fingerprint[:12]}:0.1"
+    assert first.tags[names.VALIDATION_DIGITS] == f"{config.from_conf().data.fingerprint[:12]}:0.1"
     assert first.tags[PROMOTION + "decision"] == "promoted"
     # Each `dvc exp run` composes conf/ afresh: the session's train.epochs=1 is given again.
     worse = lab.sh("dvc", "exp", "run", "-S", "train.epochs=1", "-S", "train.seed=8")

@@ -146,7 +146,7 @@ def _check_bounds(node: Any, prefix: str = "") -> None:
             _check_bounds(value, f"{key}.")
         elif (bound := bounds.of(item)) is not None and not bound.ok(value):
             raise ConfigError(
-                f"{key} must be {bound.rule}, got {value!r} (for example {key}={_default(key)})"
+                f"{key} must be {bound.rule}, got {value!r} (for example {key}={_conf_value(key)})"
             )
 
 
@@ -156,13 +156,14 @@ def _check_rules(cfg: Config) -> None:
         raise ConfigError(
             "train.early_stopping.enabled=true monitors validation, but "
             "train.validation_split=0 holds no digits back: set train.validation_split "
-            f"(for example train.validation_split={_default('train.validation_split')}), or "
+            f"(for example train.validation_split={_conf_value('train.validation_split')}), or "
             "train.early_stopping.enabled=false"
         )
 
 
-def _default(key: str) -> Any:
-    node: Any = _composed(())
+def _conf_value(key: str) -> Any:
+    """conf/'s own value of `key` (`train.seed`), without overrides."""
+    node: Any = _hydra_compose(())
     for part in key.split("."):
         node = node[part]
     return node
@@ -171,7 +172,7 @@ def _default(key: str) -> Any:
 def _example(key: str) -> str:
     """` (for example train.seed=42)`, conf/'s own value, for a key that holds one value."""
     try:
-        value = _default(key)
+        value = _conf_value(key)
     except (KeyError, TypeError):  # not a key of conf/
         return ""
     return "" if isinstance(value, dict | list) else f" (for example {key}={value})"
@@ -209,7 +210,7 @@ def validate(raw: Any, source: str, fix: str = "") -> Config:
     except MissingMandatoryValue as err:
         key = str(err.full_key)
         raise ConfigError(
-            f"{source}: {key} is missing (for example {key}={_default(key)}); "
+            f"{source}: {key} is missing (for example {key}={_conf_value(key)}); "
             "regenerate the file from conf/ with `python -m pipeline.config`"
         ) from None
     except OmegaConfBaseException as err:
@@ -246,18 +247,18 @@ def load(path: str | os.PathLike[str] = PARAMS_FILE) -> Config:
 
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> dict:
     """Compose conf/ with Hydra overrides into a validated plain dict, as DVC does."""
-    plain = _composed(tuple(overrides), conf_dir)
+    plain = _hydra_compose(tuple(overrides), conf_dir)
     validate(plain, f"{conf_dir} with overrides {list(overrides)}")
     return copy.deepcopy(plain)
 
 
-def defaults() -> Config:
+def from_conf() -> Config:
     """conf/ as it is, without overrides: the values the YAML holds."""
-    return validate(_composed(()), str(CONF_DIR))
+    return validate(_hydra_compose(()), str(CONF_DIR))
 
 
 @functools.lru_cache(maxsize=8)
-def _composed(overrides: tuple[str, ...], conf_dir: Path = CONF_DIR) -> dict:
+def _hydra_compose(overrides: tuple[str, ...], conf_dir: Path = CONF_DIR) -> dict:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

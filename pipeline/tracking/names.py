@@ -47,8 +47,10 @@ PROMOTION_PREFIX = "promotion."  # on a version: decision, test, effect, p_value
 TEST_ACCURACY, TEST_LOSS = "test_accuracy", "test_loss"
 TRAIN_ACCURACY, VAL_ACCURACY = "train_accuracy", "val_accuracy"
 TRAIN_ACCURACY_EVALUATED = "train_accuracy_evaluated"  # the final model on its training digits
-GAP = "overfitting_gap"  # Keras' running train accuracy - test accuracy
-GAP_EVALUATED = "overfitting_gap_evaluated"  # the final model's train accuracy - test accuracy
+TRAIN_TEST_GAP = "overfitting_gap"  # Keras' running train accuracy - test accuracy
+TRAIN_TEST_GAP_EVALUATED = (
+    "overfitting_gap_evaluated"  # the final model's train accuracy - test accuracy
+)
 BEST_VAL_LOSS_EPOCH, BEST_VAL_ACCURACY_EPOCH = "best_val_loss_epoch", "best_val_accuracy_epoch"
 ONSET = "overfitting_onset_epoch"
 EPOCHS_TRAINED, KEPT_EPOCH = "epochs_trained", "kept_epoch"

@@ -107,11 +107,11 @@ def join(experiment: str, tags: dict[str, str]) -> str:
     return child.info.run_id
 
 
-def count(experiment: str, done: reuse.Done) -> None:
+def count_reused(experiment: str, done: reuse.Done) -> None:
     """Count a job done before as this experiment's job in the queue's sweep, and close it."""
     with _locked(), store.lock():
         parent_id = _parent(store.connect(), experiment)
-        reuse.count(parent_id, done, os.environ[EXP_NAME])
+        reuse.count_reused(parent_id, done, os.environ[EXP_NAME])
     _close(parent_id)
 
 
@@ -129,7 +129,7 @@ def pending(parent_id: str) -> int:
 
 
 @contextmanager
-def sweep_of(run_id: str | None, *, last_stage: bool) -> Iterator[None]:
+def publishing_report(run_id: str | None, *, last_stage: bool) -> Iterator[None]:
     """Around a queued job's stage: once it ends (its `last_stage`, or any stage failing), the
     report of the sweep its run `run_id` belongs to is published, and the sweep ended if no
     job of it runs any more. A report that fails is a warning: the job's outputs and run

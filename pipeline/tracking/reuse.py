@@ -113,13 +113,13 @@ def fetched(done: Done, artifact: str) -> Iterator[Path]:
         yield Path(mlflow.artifacts.download_artifacts(**where, dst_path=folder))
 
 
-def count(parent_id: str, done: Done, job: str) -> None:
+def count_reused(parent_id: str, done: Done, job: str) -> None:
     """Make `done` one of sweep `parent_id`'s jobs, in place of `job`, without rerunning it."""
     tag = f"{names.REUSED_PREFIX}{done.run_id}"
     store.connect().set_tag(parent_id, tag, job[: store.MAX_TAG] or done.name)
 
 
-def counted(parent_tags: dict[str, str]) -> list[str]:
+def reused_runs(parent_tags: dict[str, str]) -> list[str]:
     """The ids of the runs a sweep's parent counts as reused jobs."""
     return [
         tag.removeprefix(names.REUSED_PREFIX)
@@ -128,7 +128,7 @@ def counted(parent_tags: dict[str, str]) -> list[str]:
     ]
 
 
-def settle(run_id: str) -> str | None:
+def mark_duplicates(run_id: str) -> str | None:
     """After run `run_id` FINISHED: if its key was done by a run started before it, tag it
     `duplicate_of` that run and return that run's id. Any later run of the key is tagged too,
     whichever of the racing runs ends last."""

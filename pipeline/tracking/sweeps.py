@@ -92,7 +92,7 @@ def latest(experiment: str) -> str:
 
 def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
     """A sweep parent's tags, and its jobs' runs as `mlflow.search_runs` lists them: its child
-    runs, then the runs it reused (`reuse.count`), with the column `reused`."""
+    runs, then the runs it reused (`reuse.count_reused`), with the column `reused`."""
     client = store.connect()
     try:
         parent = client.get_run(parent_id)
@@ -105,7 +105,7 @@ def children(parent_id: str) -> tuple[dict[str, str], pd.DataFrame]:
         )
 
     jobs = search(f"tags.{names.PARENT} = '{parent_id}'").assign(reused=False)
-    if counted := reuse.counted(parent.data.tags):
+    if counted := reuse.reused_runs(parent.data.tags):
         again = search(f"attributes.run_id IN ({', '.join(map(repr, counted))})")
         tables = [table for table in (jobs, again.assign(reused=True)) if not table.empty]
         jobs = pd.concat(tables).drop_duplicates("run_id", ignore_index=True) if tables else jobs
