@@ -222,11 +222,11 @@ def train(
     fresh_start(cfg.train.seed)
     net = model.build(cfg.model, cfg.train)
     recorder = callbacks.EpochRecorder(_logged(cfg, on_epoch), _sample(cfg.train, x, y))
-    resumed = resume(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
+    start_at = resume(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
     if saved_in:
-        saved_in.started_from = resumed.epoch
-    recorder.replay(resumed.rows, net)
-    stopper: EarlyStopping | None = resumed.stopper
+        saved_in.started_from = start_at.epoch
+    recorder.replay(start_at.rows, net)
+    stopper: EarlyStopping | None = start_at.stopper
     keep = [Keep(saved_in, recorder)] if saved_in else []
     stop_on_nan = callbacks.StopOnNaN(cfg.train.learning_rate)
     # Backend tensors, not numpy arrays: Keras skips a per-fit copy and per-batch slicing.
@@ -236,10 +236,8 @@ def train(
         net.fit(
             features,
             targets,
-            initial_epoch=resumed.epoch,
-            epochs=resumed.epoch
-            if resumed.stopped
-            else cfg.train.epochs,  # none more once stopped
+            initial_epoch=start_at.epoch,
+            epochs=start_at.epoch if start_at.stopped else cfg.train.epochs,  # none once stopped
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=[recorder, *keep, stop_on_nan, *filter(None, [stopper])],

@@ -222,9 +222,7 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
         net, history, model_uri = train.run(cfg, paths, register=False)
         _write_record(out, run_id, model_uri)
         metrics = evaluate.run(paths, net, history, cfg.train.validation_split)
-    if first := reuse.mark_duplicates(
-        run_id
-    ):  # asked for (reuse=false), or two sweeps raced for it
+    if first := reuse.mark_duplicates(run_id):  # reuse=false, or two sweeps raced for it
         say = log.warning if cfg.reuse else log.info
         say("run %s repeats run %s: tagged %s", run_id, first, names.DUPLICATE_OF)
     return metrics.get("val_accuracy")
