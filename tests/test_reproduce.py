@@ -45,12 +45,6 @@ def repo(tmp_path, monkeypatch) -> str:
     return head.stdout.strip()
 
 
-def test_rebuild_predicts_in_batches_as_evaluate_does():
-    from pipeline import evaluate, rebuild  # evaluate imports Keras: only this test pays
-
-    assert rebuild.PREDICT_BATCH == evaluate.PREDICT_BATCH
-
-
 @pytest.mark.parametrize(
     ("ref", "error"),
     [
