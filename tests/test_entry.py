@@ -13,6 +13,7 @@ import pytest
 from pipeline import entry
 
 from .helpers import ROOT
+from .helpers.processes import with_ctrl_c
 
 
 def _entry(body: str) -> subprocess.Popen:
@@ -26,6 +27,7 @@ def _entry(body: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=with_ctrl_c,
     )
 
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from pipeline import config, replicates, sweep, sweep_report
 from pipeline.tracking import names
 
-from .helpers.processes import wait_for
+from .helpers.processes import in_a_terminal, wait_for
 from .helpers.stage import Stage
 from .helpers.sweep import Sweep
 
@@ -274,7 +274,7 @@ def test_a_sweep_stopped_midway_ends_its_parent_and_running_job_killed(tmp_path,
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
     )
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        process = in_a_terminal(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(
             lambda: [r for r in stage.runs() if r.data.metrics.get("loss")],

@@ -18,7 +18,7 @@ from pipeline import ui
 from pipeline.entry import stop_group
 
 from .helpers.browser import CHROMIUM, MISSING, SCREENSHOTS, TIMEOUT_MS
-from .helpers.processes import free_port
+from .helpers.processes import free_port, with_ctrl_c
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server]  # a real run, shown by a real MLflow server
 START_S = 90
@@ -55,6 +55,7 @@ def _start(proj, log: Path) -> tuple[subprocess.Popen, str]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=with_ctrl_c,
         )
     url = f"http://{ui.HOST}:{port}"
     deadline = time.monotonic() + START_S

@@ -34,16 +34,17 @@ def stop_processes_in(folder: Path) -> None:
     kill_where(inside)
 
 
+def with_ctrl_c() -> None:
+    """A child's `preexec_fn`: Ctrl-C's default disposition, whatever the test runner's (a
+    shell's `cmd &` starts it with SIGINT ignored, which its children inherit, and which the
+    pipeline's commands keep, as Python does)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def in_a_terminal(*args, **kwargs) -> subprocess.Popen:
     """`subprocess.Popen` of a command as a terminal runs it: in its own process group, for
-    `ctrl_c` to signal as the terminal does, with Ctrl-C's default disposition, whatever the
-    test runner's (a shell's `cmd &` starts it with SIGINT ignored, which its children
-    inherit)."""
-
-    def default_sigint() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    return subprocess.Popen(*args, **kwargs, process_group=0, preexec_fn=default_sigint)
+    `ctrl_c` to signal as the terminal does, with Ctrl-C's default disposition."""
+    return subprocess.Popen(*args, **kwargs, process_group=0, preexec_fn=with_ctrl_c)
 
 
 def ctrl_c(process: subprocess.Popen) -> None:
