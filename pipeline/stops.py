@@ -21,6 +21,12 @@ STOPPED_NOTE = (
 
 _deferring: list[bool] = []  # inside `deferred()`
 _pending: list[BaseException] = []  # what arrived meanwhile
+# A store's database connections in use (`hold`): a stop raised inside one of its transactions
+# leaves SQLite locked for the run's own end. It is sent again every HOLD_STEP seconds until
+# they are back, HOLD_TRIES times at most (a connection never given back delays it 2 s).
+_held: set[int] = set()
+_waits: list[int] = []
+HOLD_STEP, HOLD_TRIES = 0.05, 40
 
 
 def stopped_by(err: KeyboardInterrupt | Stopped) -> tuple[str, int]:
@@ -37,7 +43,22 @@ def _stop(signum: int, frame: object) -> None:
     if _deferring:
         _pending.append(err)
         return
+    if _held and len(_waits) < HOLD_TRIES:
+        _waits.append(signum)
+        threading.Timer(HOLD_STEP, os.kill, (os.getpid(), signum)).start()
+        return
+    _waits.clear()
     raise err
+
+
+def hold(connection: object, *_: object) -> None:
+    """A store's database connection is in use: a stop waits until it is back (`release`).
+    SQLAlchemy's pool calls both (`tracking.store`)."""
+    _held.add(id(connection))
+
+
+def release(connection: object, *_: object) -> None:
+    _held.discard(id(connection))
 
 
 def _ours(signum: int) -> bool:

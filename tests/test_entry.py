@@ -52,6 +52,20 @@ def test_a_stop_is_one_line_naming_it_and_128_plus_the_signal(sig, by, code):
     assert "Traceback" not in err
 
 
+def test_a_stop_waits_for_a_store_connection_in_use_then_stops():
+    """Cut inside a store's transaction, SQLite stays locked for the run's own end."""
+    body = "from pipeline import stops\nconnection = object()\nstops.hold(connection)\n"
+    body += "print('held', flush=True)\nstarted = time.monotonic()\n"
+    body += "while time.monotonic() - started < 1: pass\n"
+    body += "print('given back', flush=True)\nstops.release(connection)\ntime.sleep(60)"
+    running = _entry(body)
+    assert running.stdout.readline() == "held\n"
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=30)
+    assert (running.returncode, out) == (130, "given back\n"), err
+    assert "stopped by Ctrl-C" in err and "Traceback" not in err
+
+
 def test_environment_defaults_yield_to_what_the_user_set(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)

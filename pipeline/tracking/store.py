@@ -20,9 +20,11 @@ from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.utils import logging_utils
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import Pool
 
-from pipeline import PipelineError, retry
+from pipeline import PipelineError, retry, stops
 from pipeline.config import project_root
 from pipeline.tracking import names
 
@@ -88,7 +90,10 @@ def connect() -> MlflowClient:
 @functools.lru_cache(maxsize=4)
 def _client(target: str) -> MlflowClient:
     """One client a store and process: making one costs tens of milliseconds, and a sweep that
-    reuses its jobs asks a few times a job."""
+    reuses its jobs asks a few times a job. A stop waits for its database connections in use."""
+    if not event.contains(Pool, "checkout", stops.hold):
+        event.listen(Pool, "checkout", stops.hold)
+        event.listen(Pool, "checkin", stops.release)
     return MlflowClient(target)
 
 
@@ -100,8 +105,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         if experiment.tags.get(names.EXPERIMENT_KIND) != TRAINING:  # made before the mark
             client.set_experiment_tag(experiment.experiment_id, names.EXPERIMENT_KIND, TRAINING)
         return experiment.experiment_id
-    # Artifacts beside the local store, whichever folder (a DVC queue copy, a Hydra job
-    # folder) creates the experiment; a server decides for itself.
+    # Artifacts beside the local store, whoever creates the experiment; a server decides.
     location = (project_root() / "mlartifacts").as_uri() if uri() == local_uri() else None
     try:
         return client.create_experiment(
