@@ -90,5 +90,5 @@ params: install ## recompose params.yaml from conf/ (never edit params.yaml by h
 	python -m pipeline.config
 
 plots-html: install ## regenerate .dvc/plots.html: dvc plots show's page, Vega inline (offline)
-	python -m pipeline.plots_html
+	python -m pipeline.ui.plots_html
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from bench.sandbox import ROOT, copy_project
-from pipeline import provenance
+from pipeline.common import provenance
 
 NOTEBOOK = ROOT / "bench" / "notebook.py"
 TRAIN_STEP = ROOT / "bench" / "train_step.py"

@@ -1,5 +1,5 @@
-"""The pipeline's train step (`pipeline.engine.train`, no tracking) on the prepared arrays of the
-project it runs in, as the benchmark times it beside `bench/notebook.py`.
+"""The pipeline's train step (`pipeline.training.engine.train`, no tracking) on the prepared arrays
+of the project it runs in, as the benchmark times it beside `bench/notebook.py`.
 
     python bench/train_step.py [--checkpoints]   (from the project root, data prepared)
 
@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import checkpoints, config, engine, preprocess, provenance
+from pipeline import config, preprocess
+from pipeline.common import provenance
+from pipeline.training import checkpoints, engine
 
 
 class Timed(checkpoints.Training):

@@ -29,8 +29,9 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from pipeline import PipelineError, config, entry, files, retry
-from pipeline.mnist import fingerprint
+from pipeline import PipelineError, config
+from pipeline.common import entry, files, retry
+from pipeline.common.mnist import fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -22,21 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import (
-    PipelineError,
-    config,
-    entry,
-    files,
-    jobs,
-    mnist,
-    model,
-    overfitting,
-    plots,
-    preprocess,
-    provenance,
-    stats,
-)
+from pipeline import PipelineError, config, preprocess
+from pipeline.analysis import overfitting, plots, stats
+from pipeline.common import entry, files, mnist, provenance
+from pipeline.config import jobs
 from pipeline.tracking import names, queues, record, reuse, runs, store
+from pipeline.training import model
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 
 MODEL is where the model comes from (default: `models:/<tracking.registered_model>@champion`,
 the registry's best by validation accuracy):
-  models:/mnist-dense@champion, models:/mnist-dense/3    a registry alias or version
+  models:/mnist@champion, models:/mnist/3    a registry alias or version
   runs:/<run id>/model, or just <run id>                 the model a run logged
   models/model.keras                                     a saved file (the train stage's)
 
@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline import PipelineError, config, entry, model
-from pipeline.mnist import SIDE
+from pipeline import PipelineError, config
+from pipeline.common import entry
+from pipeline.common.mnist import SIDE
 from pipeline.tracking import registry
+from pipeline.training import model
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import PipelineError, config, entry, files
-from pipeline.mnist import ARRAY_KEYS, NUM_CLASSES, SIDE, fingerprint
+from pipeline import PipelineError, config
+from pipeline.common import entry, files
+from pipeline.common.mnist import ARRAY_KEYS, NUM_CLASSES, SIDE, fingerprint
 
 log = logging.getLogger(__name__)
 

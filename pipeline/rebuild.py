@@ -17,14 +17,16 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import config, entry, files, overfitting, preprocess, provenance
+from pipeline import config, preprocess
+from pipeline.analysis import overfitting
+from pipeline.common import entry, files, provenance
 
 
 def rebuild(cfg: config.Config, raw: Path) -> dict:
     """Prepare `raw` as the preprocess stage does, train as the train stage does, predict the
     test digits as evaluate does: where the bits differ from the run's, `reproduce` tests
     whether those predictions do."""
-    from pipeline import engine, model  # Keras: once the arguments are known to be good
+    from pipeline.training import engine, model
 
     prepared = preprocess.prepare(preprocess.load_npz(raw))
     net, history = engine.train(cfg, prepared["x_train"], prepared["y_train"])

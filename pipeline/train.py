@@ -1,13 +1,13 @@
 """Stage 3: train the network, save it as `.keras`, and record every epoch.
 
-A thin layer over the training engine (`pipeline.engine`): `run(cfg, paths)` reads the
-prepared arrays, trains through the engine with the checkpoint cache, writes the model, the
-history CSV (a DVC plot) and the environment it ran in, and records them in the open MLflow
-run with the weights' digest, then logs the model and registers it (`@champion` only on
-evidence: `pipeline.tracking.promotion`). `main()` opens a new run for it, which evaluate
-later adds to (in the DVC queue, a child of the queue's sweep: `tracking.queues`), or, for a
-job done before (`pipeline.jobs`), writes the same outputs from that run (`restore`); a sweep
-job (`pipeline.sweep`) opens a child run and registers nothing.
+A thin layer over the training engine (`pipeline.training.engine`): `run(cfg, paths)` reads the
+prepared arrays, trains through the engine with the checkpoint cache, writes the model, the history
+CSV (a DVC plot) and the environment it ran in, and records them in the open MLflow run with the
+weights' digest, then logs the model and registers it (`@champion` only on evidence:
+`pipeline.tracking.promotion`). `main()` opens a new run for it, which evaluate later adds to (in
+the DVC queue, a child of the queue's sweep: `tracking.queues`), or, for a job done before
+(`pipeline.config.jobs`), writes the same outputs from that run (`restore`); a sweep job
+(`pipeline.sweep`) opens a child run and registers nothing.
 """
 
 from __future__ import annotations
@@ -20,19 +20,12 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from pipeline import (
-    checkpoints,
-    config,
-    engine,
-    entry,
-    files,
-    jobs,
-    model,
-    overfitting,
-    preprocess,
-    provenance,
-)
+from pipeline import config, preprocess
+from pipeline.analysis import overfitting
+from pipeline.common import entry, files, provenance
+from pipeline.config import jobs
 from pipeline.tracking import names, queues, record, registry, reuse, runs
+from pipeline.training import checkpoints, engine, model
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +101,7 @@ def register_version(
         validation=registry.validation(Path(paths.prepared), cfg.train.validation_split),
         level=cfg.tracking.promotion_level,
         val_accuracy=val_accuracy,
+        family=cfg.model.family,
     )
     log.info("registered as %s version %d: %s", name, decision.version, decision.line)
     return decision
@@ -133,6 +127,7 @@ def restore(cfg: config.Config, done: reuse.Done) -> None:
             done.val_accuracy,
             validation=registry.validation(Path(paths.prepared), cfg.train.validation_split),
             level=cfg.tracking.promotion_level,
+            family=cfg.model.family,
         )
         log.info("registered as version %d: %s", decision.version, decision.line)
 

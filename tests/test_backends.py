@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import reproduce
+from pipeline.reproduce import __main__ as reproduce
 
 from .helpers.project import Project
 
@@ -60,7 +60,7 @@ def test_the_pipeline_runs_on_tensorflow_and_reproduces_on_it_from_the_record(tm
     metrics = json.loads((lab.path / "reports/metrics.json").read_text())
     assert 0.95 < metrics["test_accuracy"] < 0.99
     mlflow.set_tracking_uri(f"sqlite:///{lab.path / 'mlflow.db'}")
-    folder = mlflow.artifacts.download_artifacts("models:/mnist-dense/1", dst_path=str(tmp_path))
+    folder = mlflow.artifacts.download_artifacts("models:/mnist/1", dst_path=str(tmp_path))
     pins = (Path(folder) / "requirements.txt").read_text().split()
     assert any(p.startswith("tensorflow==") for p in pins), pins
     assert not any(p.startswith("jax") for p in pins), pins

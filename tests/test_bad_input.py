@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import config, engine, model
+from pipeline import config
+from pipeline.training import engine, model
 
 from .helpers.project import copy_project, sh
 from .helpers.stage import Stage

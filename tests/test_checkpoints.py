@@ -1,7 +1,7 @@
-"""pipeline/checkpoints.py with train.train, on tiny synthetic digits: a training goes on from
-the latest checkpoint at or below its epochs with the same result as from scratch (model file,
-weights, history); what decides a training keys it; the cache survives damage and keeps to
-its size bound; the switch and the command that empties it."""
+"""pipeline/training/checkpoints.py with train.train, on tiny synthetic digits: a training goes on
+from the latest checkpoint at or below its epochs with the same result as from scratch (model file,
+weights, history); what decides a training keys it; the cache survives damage and keeps to its size
+bound; the switch and the command that empties it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import sys
 
 import pytest
 
-from pipeline import checkpoints, config, engine, model, provenance, sources
+from pipeline import config
+from pipeline.common import provenance, sources
+from pipeline.training import checkpoints, engine, model
 
 from .helpers import ROOT
 
@@ -146,12 +148,12 @@ def test_the_data_and_the_environment_key_the_training_and_the_epochs_do_not(tin
     [
         ("pipeline/tracking/record.py", False),  # rewording an MLflow tag
         ("pipeline/download.py", False),  # or a download message
-        ("pipeline/entry.py", False),
+        ("pipeline/common/entry.py", False),
         ("pipeline/train.py", False),  # the stage around the engine
-        ("pipeline/sweep_report.py", False),
-        ("pipeline/engine.py", True),
-        ("pipeline/callbacks.py", True),
-        ("pipeline/model.py", True),
+        ("pipeline/sweep/report.py", False),
+        ("pipeline/training/engine.py", True),
+        ("pipeline/training/callbacks.py", True),
+        ("pipeline/training/model.py", True),
     ],
 )
 def test_the_engines_code_keys_it_and_no_other_code_does(
@@ -224,7 +226,7 @@ def test_the_cache_is_listed_and_emptied_by_one_command(tiny_cfg, trained, tmp_p
 
     def command(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.checkpoints", *args],
+            [sys.executable, "-m", "pipeline.training.checkpoints", *args],
             cwd=tmp_path,
             capture_output=True,
             text=True,

@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-from pipeline import engine, provenance
+from pipeline.common import provenance
+from pipeline.training import engine
 
 from .helpers import ROOT
 from .helpers.data import synthetic_digits

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import replicates
+from pipeline.config import replicates
 
 from .helpers import ROOT
 

@@ -242,3 +242,23 @@ def test_a_bad_override_on_the_command_line_names_no_file_to_recompose():
 def test_a_value_for_a_config_group_is_one_line_not_hydras_traceback():
     with pytest.raises(ConfigError, match=r"cannot compose .*\['train=5'\]: Config group"):
         config.compose(["train=5"])
+
+
+def test_the_model_family_picks_its_own_schema_and_says_what_it_takes():
+    convnet = config.validate(config.compose(["model=convnet"]), "test")
+    assert (convnet.model.family, convnet.model.filters) == ("convnet", [32, 64])
+    with pytest.raises(
+        config.ConfigError, match=r"model.family must be one of them, got 'resnet'"
+    ):
+        config.compose(["model.family=resnet"])
+    with pytest.raises(config.ConfigError, match=r"unknown key 'model.hidden_units'.*filters"):
+        config.compose(["model=convnet", "+model.hidden_units=5"])
+    with pytest.raises(
+        config.ConfigError,
+        match=r"model.kernel_size must be >= 1, got 0 \(for example model.kernel_size=3\)",
+    ):
+        config.compose(["model=convnet", "model.kernel_size=0"])
+    with pytest.raises(
+        config.ConfigError, match=r"shrink the 28x28 digit to nothing \(sides \[13, 5, 1, -1\]\)"
+    ):
+        config.compose(["model=convnet", "model.filters=[8,8,8,8]"])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import PipelineError, plots_html
+from pipeline import PipelineError
+from pipeline.ui import plots_html
 
 from .helpers import ROOT
 from .helpers.browser import CHROMIUM, MISSING, SCREENSHOTS, TIMEOUT_MS

@@ -32,13 +32,13 @@ def _ran(output: str) -> set[str]:
 
 
 def _load_model(lab: Project, alias: str | None = None, version: str | None = None):
-    """Model mnist-dense, by alias or version, from the lab's registry, as MLflow loads it.
+    """Model mnist, by alias or version, from the lab's registry, as MLflow loads it.
     Not by a models:/ URI: that resolves in MLflow's process-wide store, which setting would
     leave to every test after this one."""
     client, _ = lab.runs()
     if alias is not None:
-        version = client.get_model_version_by_alias("mnist-dense", alias).version
-    return mlflow.keras.load_model(client.get_model_version_download_uri("mnist-dense", version))
+        version = client.get_model_version_by_alias("mnist", alias).version
+    return mlflow.keras.load_model(client.get_model_version_download_uri("mnist", version))
 
 
 def test_exp_run_composes_params_and_runs_every_stage(lab):
@@ -105,7 +105,7 @@ def test_one_mlflow_run_holds_params_curves_gap_tags_and_model(lab):
         "plots/confusion_matrix.png",
         "plots/misclassified.png",
     }
-    version = client.get_model_version_by_alias("mnist-dense", "champion")
+    version = client.get_model_version_by_alias("mnist", "champion")
     assert version.run_id == run.info.run_id
 
 
@@ -131,7 +131,10 @@ def test_second_repro_reruns_nothing(lab):
 
 @pytest.mark.parametrize(
     ("module", "stale"),
-    [("pipeline/plots.py", ["evaluate"]), ("pipeline/tracking/runs.py", ["train", "evaluate"])],
+    [
+        ("pipeline/analysis/plots.py", ["evaluate"]),
+        ("pipeline/tracking/runs.py", ["train", "evaluate"]),
+    ],
 )
 def test_an_edit_to_a_module_stales_exactly_the_stages_that_run_it(lab, module, stale):
     edited = lab.path / module
@@ -222,7 +225,7 @@ def test_early_stopping_keeps_registers_and_evaluates_the_best_epoch(tmp_path):
     assert metrics["val_accuracy"] == kept.val_accuracy
 
     client, (run,) = copy.runs()
-    version = client.get_model_version_by_alias("mnist-dense", "champion")
+    version = client.get_model_version_by_alias("mnist", "champion")
     assert float(version.tags["val_accuracy"]) == pytest.approx(kept.val_accuracy)
     net = _load_model(copy, version=version.version)
     x = np.load(copy.path / "data/prepared/x_train.npy")[54000:]

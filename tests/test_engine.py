@@ -1,4 +1,4 @@
-"""pipeline/engine.py and its callbacks: the training engine on tiny synthetic digits: it
+"""pipeline/training/engine.py and its callbacks: the training engine on tiny synthetic digits: it
 learns and records every epoch, early stopping keeps the best epoch as Keras' own would, and
 the same seed gives the same weights."""
 
@@ -10,15 +10,17 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import callbacks, config, engine, model, provenance
+from pipeline import config
+from pipeline.common import provenance
 from pipeline.config import Loss
+from pipeline.training import callbacks, engine, model
 
 from .helpers.data import synthetic_digits
 
 
 def test_train_learns_and_records_every_epoch(tiny_cfg, tiny_data, caplog):
     seen = []
-    caplog.set_level("INFO", logger="pipeline.engine")
+    caplog.set_level("INFO", logger="pipeline.training.engine")
     net, history = engine.train(
         tiny_cfg, *tiny_data, on_epoch=lambda e, m: seen.append((e, m)), verbose=0
     )

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline import entry
+from pipeline.common import entry
 
 from .helpers import ROOT
 from .helpers.processes import with_ctrl_c
@@ -18,7 +18,9 @@ from .helpers.processes import with_ctrl_c
 
 def _entry(body: str) -> subprocess.Popen:
     """A process whose entry point is `entry.run` around `body` (the lines of a main())."""
-    code = "import os, time\nfrom pipeline import PipelineError, entry\ndef main(argv):\n"
+    code = "import os, time\nfrom pipeline import PipelineError\n"
+    code += "from pipeline.common import entry\n"
+    code += "def main(argv):\n"
     code += "".join(f"    {line}\n" for line in body.splitlines())
     code += "entry.run(main)\n"
     return subprocess.Popen(
@@ -54,7 +56,7 @@ def test_a_stop_is_one_line_naming_it_and_128_plus_the_signal(sig, by, code):
 
 def test_a_stop_waits_for_a_store_connection_in_use_then_stops():
     """Cut inside a store's transaction, SQLite stays locked for the run's own end."""
-    body = "from pipeline import stops\nconnection = object()\nstops.hold(connection)\n"
+    body = "from pipeline.common import stops\nconnection = object()\nstops.hold(connection)\n"
     body += "print('held', flush=True)\nstarted = time.monotonic()\n"
     body += "while time.monotonic() - started < 1: pass\n"
     body += "print('given back', flush=True)\nstops.release(connection)\ntime.sleep(60)"

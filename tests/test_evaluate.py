@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import PipelineError, config, engine, evaluate, model, plots, preprocess, stats
+from pipeline import PipelineError, config, evaluate, preprocess
+from pipeline.analysis import plots, stats
 from pipeline.tracking import runs, store
+from pipeline.training import engine, model
 
 
 def test_cross_entropy_matches_keras():

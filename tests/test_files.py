@@ -1,4 +1,4 @@
-"""pipeline/files.py: atomic writes. A write that fails, or a writer that is killed, leaves
+"""pipeline/common/files.py: atomic writes. A write that fails, or a writer that is killed, leaves
 the previous output as it was and no half-written file where DVC looks; the temporary files of
 a killed writer are removed by the next write. Through the stages that write, as DVC runs them.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import files, preprocess
+from pipeline import preprocess
+from pipeline.common import files
 
 from .helpers.data import make_arrays, write_raw_project
 from .helpers.processes import dead_pid

@@ -1,4 +1,4 @@
-"""pipeline/findings.py: replicates grouped as configurations, and conclusions stated only
+"""pipeline/sweep/findings.py: replicates grouped as configurations, and conclusions stated only
 where Welch's t-test over seeds supports them, on synthetic sweeps with known effects."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import findings
+from pipeline.sweep import findings
 from pipeline.tracking import names
 
 

@@ -1,4 +1,4 @@
-"""pipeline/internals.py: the Keras internals the pipeline relies on are still there. Each
+"""pipeline/training/internals.py: the Keras internals the pipeline relies on are still there. Each
 test fails, naming the upgrade, the day a Keras upgrade moves one; the code itself then falls
 back to Keras' own behaviour (slower, or not byte-stable) rather than breaking."""
 
@@ -9,13 +9,13 @@ import zipfile
 
 import keras
 
-from pipeline import internals, model
+from pipeline.training import internals, model
 
 
 def test_keras_is_the_version_the_internals_were_read_from():
     assert keras.__version__ == internals.KERAS_TESTED, (
         f"Keras was upgraded from {internals.KERAS_TESTED} to {keras.__version__}: check the "
-        "two internals in pipeline/internals.py against it, then set KERAS_TESTED"
+        "two internals in pipeline/training/internals.py against it, then set KERAS_TESTED"
     )
 
 

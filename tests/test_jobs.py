@@ -1,6 +1,6 @@
-"""A job's key (`pipeline.jobs`): what a job done once is found by. It changes with everything
-that changes a job's numbers (params, data, code, environment) and with nothing else, and it
-is computed without loading Keras, before a sweep decides whether to train."""
+"""A job's key (`pipeline.config.jobs`): what a job done once is found by. It changes with
+everything that changes a job's numbers (params, data, code, environment) and with nothing
+else, and it is computed without loading Keras, before a sweep decides whether to train."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline import config, jobs, preprocess, provenance, sources
+from pipeline import config, preprocess
+from pipeline.common import provenance, sources
+from pipeline.config import jobs
 
 from .helpers import ROOT
 from .helpers.data import write_prepared
@@ -163,8 +165,9 @@ def test_the_environment_changes_with_a_backend_variable(monkeypatch):
 @pytest.mark.parametrize(
     "code",
     [
-        "import sys, pipeline.provenance as p; p.environment(); print('keras' in sys.modules)",
-        "import sys; from pipeline import config, jobs; "
+        "import sys, pipeline.common.provenance as p; p.environment(); "
+        "print('keras' in sys.modules)",
+        "import sys; from pipeline import config; from pipeline.config import jobs; "
         "cfg = config.validate(config.compose(['paths.prepared=' + sys.argv[1]]), 'conf/'); "
         "jobs.key_for(cfg); print('keras' in sys.modules)",
     ],

@@ -10,7 +10,9 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from pipeline import PipelineError, server, ui
+from pipeline import PipelineError
+from pipeline.server import __main__ as server
+from pipeline.ui import __main__ as ui
 
 MLFLOW = [sys.executable, "-m", "mlflow", "server"]
 
@@ -75,5 +77,5 @@ def test_the_team_server_adds_basic_auth_and_allowed_hosts_when_asked():
 
 def test_the_team_servers_apps_are_installed_for_mlflow_to_find():
     names = {e.name: e.value for e in entry_points(group="mlflow.app")}
-    assert names[server.app_name(auth=False)] == "pipeline.server_app:create_app"
-    assert names[server.app_name(auth=True)] == "pipeline.server_app:create_auth_app"
+    assert names[server.app_name(auth=False)] == "pipeline.ui.apps:create_app"
+    assert names[server.app_name(auth=True)] == "pipeline.ui.apps:create_auth_app"

@@ -1,4 +1,4 @@
-"""pipeline/model.py: the notebook's network, its targets, and loading a saved model, a
+"""pipeline/training/model.py: the notebook's network, its targets, and loading a saved model, a
 missing one or a damaged one; on tiny synthetic digits."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import config, engine, model
+from pipeline import config
 from pipeline.config import Loss
+from pipeline.training import engine, model
 
 from .helpers.stage import Stage
 
@@ -97,7 +98,10 @@ def _config(*overrides: str) -> config.Config:
 
 def test_the_parameters_counted_are_the_models():
     cfg = _config("model.hidden_units=16")
-    assert model.parameters(16) == model.build(cfg.model, cfg.train).count_params()
+    assert model.parameters(cfg.model) == model.build(cfg.model, cfg.train).count_params()
+    convnet = _config("model=convnet", "model.filters=[4,8]")
+    assert model.parameters(convnet.model) == 4 * 10 + 8 * 37 + 5 * 5 * 8 * 10 + 10
+    assert model.parameters(convnet.model) == model.build(convnet.model, cfg.train).count_params()
 
 
 def test_a_model_too_large_for_the_free_memory_is_refused_before_keras_builds_it(monkeypatch):
@@ -107,8 +111,9 @@ def test_a_model_too_large_for_the_free_memory_is_refused_before_keras_builds_it
     with pytest.raises(model.TooLargeError) as caught:
         model.build(cfg.model, cfg.train)
     assert str(caught.value) == (
-        "model.hidden_units=100000000 needs about 1.1 TB to train (79,500,000,010 parameters, "
-        "batches of 128), more than the 21.3 GB this machine has free: choose fewer hidden units"
+        "model=dense (model.hidden_units=100000000, model.activation=relu) needs about 1.1 TB "
+        "to train (79,500,000,010 parameters, batches of 128), more than the 21.3 GB this "
+        "machine has free: choose fewer hidden units (model.hidden_units)"
     )
     assert isinstance(caught.value, config.ConfigError)  # one line, exit 1 (entry.run)
 
@@ -119,11 +124,11 @@ def test_the_estimate_is_weights_gradients_optimizer_state_and_a_batch():
     per_digit = 784 + 3 * 1000 + 30
     for optimizer, copies in (("rmsprop", 3), ("adam", 4), ("sgd", 2)):
         cfg = _config("model.hidden_units=1000", f"train.optimizer={optimizer}")
-        expected = 4 * (model.parameters(1000) * copies + 128 * per_digit)
+        expected = 4 * (model.parameters(cfg.model) * copies + 128 * per_digit)
         assert model.training_bytes(cfg.model, cfg.train) == expected, optimizer
     huge_batch = _config("model.hidden_units=1000", "train.batch_size=10000000")
     assert model.training_bytes(huge_batch.model, huge_batch.train) == 4 * (
-        model.parameters(1000) * 3 + 60_000 * per_digit
+        model.parameters(huge_batch.model) * 3 + 60_000 * per_digit
     ), "a batch is never larger than MNIST's training digits"
 
 
@@ -133,10 +138,15 @@ def test_when_the_batch_is_what_does_not_fit_the_line_says_so_too(monkeypatch):
     with pytest.raises(model.TooLargeError) as caught:
         model.check_fits(cfg.model, cfg.train)
     assert str(caught.value) == (
-        "model.hidden_units=100000 needs about 73.1 GB to train (79,500,010 parameters, "
-        "batches of 60000), more than the 10.0 GB this machine has free: choose fewer hidden "
-        "units or a smaller train.batch_size"
+        "model=dense (model.hidden_units=100000, model.activation=relu) needs about 73.1 GB "
+        "to train (79,500,010 parameters, batches of 60000), more than the 10.0 GB this machine "
+        "has free: choose fewer hidden units (model.hidden_units) or a smaller train.batch_size"
     )
+    wide = _config("model=convnet", "model.filters=[100000]")
+    with pytest.raises(model.TooLargeError) as caught:
+        model.check_fits(wide.model, wide.train)
+    assert str(caught.value).startswith("model=convnet (model.filters=[100000], ")
+    assert ": choose fewer or smaller filters (model.filters)" in str(caught.value)
 
 
 def test_the_default_model_fits_in_the_free_memory_here_and_small_machines():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import overfitting
+from pipeline.analysis import overfitting
 
 
 def test_a_u_shaped_loss_bottoms_then_overfits_from_where_it_stays_above():

@@ -1,4 +1,4 @@
-"""pipeline/plots.py: the pictures evaluate logs (learning curves, confusion matrix, the
+"""pipeline/analysis/plots.py: the pictures evaluate logs (learning curves, confusion matrix, the
 misclassified digits), against hand-made cases."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import evaluate, plots, stats
+from pipeline import evaluate
+from pipeline.analysis import plots, stats
 
 HISTORY = pd.DataFrame(
     {

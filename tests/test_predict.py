@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import PipelineError, engine, predict
+from pipeline import PipelineError, predict
 from pipeline.tracking import registry, runs, store
+from pipeline.training import engine
 
 from .helpers.data import synthetic_digits
 
@@ -153,7 +154,7 @@ def champion(tiny_cfg, tmp_path):
     """A tiny model trained on synthetic digits, registered as the champion."""
     net, history = engine.train(tiny_cfg, *synthetic_digits(400), verbose=0)
     with runs.start("exp"):
-        registry.register("mnist-dense", registry.log_model(net), 0.9)
+        registry.register("mnist", registry.log_model(net), 0.9, family="dense")
     return net
 
 

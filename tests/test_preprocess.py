@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import mnist, preprocess
+from pipeline import preprocess
+from pipeline.common import mnist
 
 from .helpers.data import KEYS, break_deflate_stream, make_arrays, write_raw_project
 

@@ -17,7 +17,7 @@ def test_mlflow_telemetry_is_off_in_an_entry_point_unless_the_user_turns_it_on(g
     if given is not None:
         env["MLFLOW_DISABLE_TELEMETRY"] = given
     probe = (
-        "import os; from pipeline import entry; "
+        "import os; from pipeline.common import entry; "
         "entry.run(lambda argv: print(os.environ['MLFLOW_DISABLE_TELEMETRY']))"
     )
     done = subprocess.run(

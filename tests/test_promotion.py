@@ -27,14 +27,14 @@ def never(champion: Standing) -> promotion.Correct:
 
 
 def decide(candidate: Standing, champion: Standing | None, correct=never, level=0.05):
-    return promotion.decide("mnist-dense", candidate, champion, correct, level)
+    return promotion.decide("mnist", candidate, champion, correct, level)
 
 
 def test_the_first_version_becomes_champion_and_says_so():
     decision = decide(Standing(1, DIGITS), None)
     assert decision.promoted and decision.against is None and decision.test is None
     assert decision.line == (
-        "promoted to @champion: the first version of mnist-dense, no champion to beat"
+        "promoted to @champion: the first version of mnist, no champion to beat"
     )
 
 
@@ -82,7 +82,7 @@ def test_models_validated_on_other_digits_are_never_compared(candidate, champion
     assert not decision.promoted and decision.test is None and decision.against == 2
     assert decision.line == (
         f"kept the champion (version 2): validated on other digits ({seen}), no paired test; "
-        "move it by hand: MlflowClient().set_registered_model_alias('mnist-dense', "
+        "move it by hand: MlflowClient().set_registered_model_alias('mnist', "
         "'champion', 5)"
     )
 

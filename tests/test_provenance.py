@@ -6,7 +6,7 @@ import subprocess
 
 import numpy as np
 
-from pipeline import provenance
+from pipeline.common import provenance
 
 
 def test_the_weights_digest_covers_values_dtype_and_shape_in_order():

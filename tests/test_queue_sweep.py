@@ -15,7 +15,7 @@ import sys
 import pandas as pd
 import pytest
 
-from pipeline import sweep_report
+from pipeline.sweep import report as sweep_report
 from pipeline.tracking import names, queues
 
 from .helpers.project import Project, sh
@@ -72,7 +72,7 @@ def test_a_dvc_queue_is_one_sweep_and_a_job_queued_again_is_not_run_again(lab, t
     assert parent.data.metrics[names.JOBS] == 2 and parent.data.metrics[names.JOBS_FAILED] == 0
     report = pd.read_csv(clone.path / parent.data.tags[names.SWEEP_DIR] / sweep_report.CSV)
     assert sorted(report["run_id"]) == sorted(run.info.run_id for run in jobs)
-    versions = client.search_model_versions("name = 'mnist-dense'")
+    versions = client.search_model_versions("name = 'mnist'")
 
     # The same job queued again, and a new one: only the new one trains.
     clone.sh(*QUEUE, "-S", "train.batch_size=256,512")
@@ -85,7 +85,7 @@ def test_a_dvc_queue_is_one_sweep_and_a_job_queued_again_is_not_run_again(lab, t
     ], status
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics[names.JOBS] == 3
-    assert len(client.search_model_versions("name = 'mnist-dense'")) == len(versions) + 1
+    assert len(client.search_model_versions("name = 'mnist'")) == len(versions) + 1
     shown = pd.read_csv(io.StringIO(clone.sh("dvc", "exp", "show", "--csv")))
     accuracies = shown.loc[shown["train.batch_size"] == 256, "test_accuracy"]
     assert len(accuracies) == 2 and accuracies.nunique() == 1  # its outputs, restored

@@ -48,7 +48,7 @@ def _sweep(lab: Project) -> tuple[list, list]:
 
 def test_a_replicated_sweep_is_grouped_as_configurations_and_registers_one_version(lab):
     client, _ = lab.runs()
-    versions = len(client.search_model_versions("name = 'mnist-dense'"))
+    versions = len(client.search_model_versions("name = 'mnist'"))
     (parent,), children = _sweep(lab)
     seeds = sorted(
         (r.data.params["train.batch_size"], r.data.params["train.seed"]) for r in children
@@ -72,7 +72,7 @@ def test_a_replicated_sweep_is_grouped_as_configurations_and_registers_one_versi
     text = (folder / "sweep_report.md").read_text()
     assert text.startswith("6 jobs (2 configurations x 3 seeds): 6 run, 0 reused, 0 failed.")
     assert "Welch's t-test" in text
-    after = client.search_model_versions("name = 'mnist-dense'")
+    after = client.search_model_versions("name = 'mnist'")
     assert len(after) == versions + 1, "a sweep registers one version, not one per job"
     (new,) = [v for v in after if v.run_id == parent.data.tags["best_run_id"]]
     assert new.tags["promotion.decision"] in ("promoted", "kept")

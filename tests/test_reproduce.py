@@ -10,7 +10,8 @@ import subprocess
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import config, reproduce
+from pipeline import config
+from pipeline.reproduce import __main__ as reproduce
 from pipeline.tracking import names, readback, store
 
 from .helpers.tracking import get_run, recorded_run
@@ -50,8 +51,8 @@ def repo(tmp_path, monkeypatch) -> str:
     [
         ("last-tuesday", "'last-tuesday' names no run: give a run id, models:/<name>@<alias> or"),
         ("0" * 32, f"{'0' * 32} is not in the MLflow store"),
-        ("models:/mnist-dense@nope", "models:/mnist-dense@nope is not in the MLflow store"),
-        ("models:/mnist-dense/7", "models:/mnist-dense/7 is not in the MLflow store"),
+        ("models:/mnist@nope", "models:/mnist@nope is not in the MLflow store"),
+        ("models:/mnist/7", "models:/mnist/7 is not in the MLflow store"),
     ],
 )
 def test_a_reference_to_nothing_says_which_forms_and_store(ref, error):

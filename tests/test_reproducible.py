@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pipeline import provenance
+from pipeline.common import provenance
 
 from .helpers.processes import wait_for
 from .helpers.project import Project
@@ -66,7 +66,7 @@ def test_a_dvc_experiment_is_reproduced_identical_and_nothing_else_changes(lab):
     before = {name: (lab.path / name).read_bytes() for name in ("params.yaml", "dvc.lock")}
     status = lab.sh("git", "status", "--porcelain")
 
-    done = _reproduce(lab, "models:/mnist-dense/1")
+    done = _reproduce(lab, "models:/mnist/1")
 
     assert done.returncode == 0, done.stderr[-3000:]
     verdict = f"identical: run {run.info.run_id} rebuilt from commit "
@@ -85,7 +85,7 @@ def test_a_dvc_experiment_is_reproduced_identical_and_nothing_else_changes(lab):
     assert {name: (lab.path / name).read_bytes() for name in before} == before
     assert lab.sh("git", "status", "--porcelain") == status
     assert len(lab.sh("git", "worktree", "list").splitlines()) == 1
-    assert len(client.search_model_versions("name = 'mnist-dense'")) == 1
+    assert len(client.search_model_versions("name = 'mnist'")) == 1
 
 
 def test_a_sweep_job_is_reproduced_identical(lab):
@@ -123,7 +123,7 @@ def test_other_xla_flags_change_the_bits_and_mcnemar_judges_the_predictions(lab)
     client, run = _latest(lab)
     flags = "--xla_cpu_max_isa=SSE4_2"
 
-    done = _reproduce(lab, "models:/mnist-dense/1", XLA_FLAGS=flags)
+    done = _reproduce(lab, "models:/mnist/1", XLA_FLAGS=flags)
 
     assert done.returncode in VERDICTS, done.stderr[-3000:]
     verdict = VERDICTS[done.returncode]

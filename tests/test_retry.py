@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import retry
+from pipeline.common import retry
 
 
 class Flaky:

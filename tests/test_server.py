@@ -22,7 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.server import get_app_client
 
-from pipeline import server as team_server
+from pipeline.server import __main__ as team_server
 
 from .helpers.data import write_prepared
 from .helpers.processes import wait_for

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from pipeline import server, server_app
+from pipeline.server import __main__ as server
+from pipeline.ui import apps as server_app
 
 from .helpers.servers import Server, environment, paused, reachable_folder, require_postgres, tree
 

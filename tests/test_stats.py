@@ -1,5 +1,5 @@
-"""pipeline/stats.py: intervals and tests against cases whose answers are known by hand, from
-tables, or by simulating many draws and counting how often an interval holds the truth."""
+"""pipeline/analysis/stats.py: intervals and tests against cases whose answers are known by hand,
+from tables, or by simulating many draws and counting how often an interval holds the truth."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from pipeline import stats
+from pipeline.analysis import stats
 
 TRUE_ACCURACY = 0.979  # the default run's test accuracy, about
 

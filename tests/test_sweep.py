@@ -17,7 +17,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from pipeline import config, replicates, sweep, sweep_report
+from pipeline import config
+from pipeline.config import replicates
+from pipeline.sweep import report as sweep_report
+from pipeline.sweep import runner as sweep
 from pipeline.tracking import names
 
 from .helpers.processes import in_a_terminal, wait_for

@@ -1,11 +1,13 @@
-"""pipeline/sweep_report.py: a sweep's table, its best run and its markdown, from what
+"""pipeline/sweep/report.py: a sweep's table, its best run and its markdown, from what
 `mlflow.search_runs` returns for the sweep's children."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import findings, sweep_report, sweep_text
+from pipeline.sweep import findings
+from pipeline.sweep import report as sweep_report
+from pipeline.sweep import text as sweep_text
 
 
 def _search_runs(rows: list[dict]) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """A job done once is not done again: a sweep counts the FINISHED run of each job's key
-(`pipeline.jobs`, `tracking.reuse`) instead of training it, so the same command trains nothing
-the second time and a wider grid or more seeds train only the new jobs. A FAILED run, another
-environment, other data or `reuse=false` train again.
+(`pipeline.config.jobs`, `tracking.reuse`) instead of training it, so the same command trains
+nothing the second time and a wider grid or more seeds train only the new jobs. A FAILED run,
+another environment, other data or `reuse=false` train again.
 
 Each sweep runs as a user runs it, in a subprocess, on tiny synthetic digits and the test's own
 store; the sweeps of one test follow one another on that store.
@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import preprocess, provenance, sweep_report
+from pipeline import preprocess
+from pipeline.common import provenance
+from pipeline.sweep import report as sweep_report
 from pipeline.tracking import names
 
 from .helpers.console import alarming
@@ -26,7 +28,7 @@ from .helpers.sweep import Sweep
 
 GRID = ("-m", "train.epochs=1", "train.seed=1", "train.batch_size=16,32")
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d"  # a run's end, in the log's lines
-MODEL = "mnist-dense"  # tracking.registered_model in conf/
+MODEL = "mnist"  # tracking.registered_model in conf/
 
 
 def _sweep(tmp_path: Path, *overrides: str, **given) -> Sweep:

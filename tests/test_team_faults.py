@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import postgres
+from pipeline.server import postgres
 from pipeline.tracking import ends, names
 
 from .helpers.data import write_prepared

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import config, engine, model
+from pipeline import config
 from pipeline.config import ConfigError
 from pipeline.tracking import names, registry, runs, store
 from pipeline.tracking.registry import Validation
+from pipeline.training import engine, model
 
 from .helpers.data import write_prepared
 
@@ -80,10 +81,14 @@ def test_the_first_version_is_champion_then_only_a_significant_gain_moves_it(
     nets, validation, caplog
 ):
     trained, untrained = nets
-    first = registry.register("digits", logged(untrained), net=untrained, validation=validation)
+    first = registry.register(
+        "digits", logged(untrained), net=untrained, validation=validation, family="dense"
+    )
     assert (first.version, first.promoted, champion()) == (1, True, 1)
     assert first.line == "promoted to @champion: the first version of digits, no champion to beat"
-    better = registry.register("digits", logged(trained), net=trained, validation=validation)
+    better = registry.register(
+        "digits", logged(trained), net=trained, validation=validation, family="dense"
+    )
     assert (better.version, better.promoted, champion()) == (2, True, 2)
     assert re.fullmatch(
         r"promoted to @champion over version 1: \+\d+\.\d\d points on 100 validation digits, "
@@ -92,7 +97,12 @@ def test_the_first_version_is_champion_then_only_a_significant_gain_moves_it(
     ), better.line
     # The same predictions again, loaded from the URI as a sweep registers: no evidence.
     same = registry.register(
-        "digits", logged(trained), net=None, validation=validation, val_accuracy=0.99
+        "digits",
+        logged(trained),
+        net=None,
+        validation=validation,
+        val_accuracy=0.99,
+        family="dense",
     )
     assert (same.version, same.promoted, champion()) == (3, False, 2)
     assert same.line == (
@@ -103,9 +113,16 @@ def test_the_first_version_is_champion_then_only_a_significant_gain_moves_it(
 
 def test_the_decision_is_recorded_on_the_version(nets, validation):
     trained, untrained = nets
-    registry.register("digits", logged(untrained), net=untrained, validation=validation)
+    registry.register(
+        "digits", logged(untrained), net=untrained, validation=validation, family="dense"
+    )
     decision = registry.register(
-        "digits", logged(trained), net=trained, validation=validation, val_accuracy=0.97
+        "digits",
+        logged(trained),
+        net=trained,
+        validation=validation,
+        val_accuracy=0.97,
+        family="dense",
     )
     found = version(2)
     assert found.description == decision.line
@@ -122,36 +139,58 @@ def test_the_decision_is_recorded_on_the_version(nets, validation):
 
 def test_a_model_validated_on_other_digits_keeps_the_champion_and_says_why(nets, validation):
     trained, untrained = nets
-    registry.register("digits", logged(untrained), net=untrained, validation=validation)
+    registry.register(
+        "digits", logged(untrained), net=untrained, validation=validation, family="dense"
+    )
     elsewhere = Validation(validation.x, validation.y, "synthetic:0.5")
-    decision = registry.register("digits", logged(trained), net=trained, validation=elsewhere)
+    decision = registry.register(
+        "digits", logged(trained), net=trained, validation=elsewhere, family="dense"
+    )
     assert not decision.promoted and decision.test is None and champion() == 1
     assert decision.line == (
         "kept the champion (version 1): validated on other digits (this one synthetic:0.5, "
         "the champion synthetic:0.25), no paired test; move it by hand: "
         "MlflowClient().set_registered_model_alias('digits', 'champion', 2)"
     )
-    unvalidated = registry.register("digits", logged(trained), net=trained, validation=None)
+    unvalidated = registry.register(
+        "digits", logged(trained), net=trained, validation=None, family="dense"
+    )
     assert not unvalidated.promoted and "(this one none, the champion" in unvalidated.line
     assert version(2).tags[PROMOTION + "decision"] == "kept"
+    assert version(2).tags[names.FAMILY] == "dense"  # the registered model names the task
 
 
 def test_replicated_configurations_are_compared_over_their_seeds(nets, validation):
     trained, _ = nets
     seeds = [0.9800, 0.9809, 0.9791]
     registry.register(
-        "digits", logged(trained), net=trained, validation=validation, replicates=seeds
+        "digits",
+        logged(trained),
+        net=trained,
+        validation=validation,
+        replicates=seeds,
+        family="dense",
     )
     better = [0.9840, 0.9846, 0.9835]
     decision = registry.register(
-        "digits", logged(trained), net=trained, validation=validation, replicates=better
+        "digits",
+        logged(trained),
+        net=trained,
+        validation=validation,
+        replicates=better,
+        family="dense",
     )
     assert decision.promoted and decision.test == "Welch's t-test" and champion() == 2
     assert "+0.40 points in mean validation accuracy over 3 seeds against 3" in decision.line
     assert version(2).tags[names.REPLICATE_VAL_ACCURACIES] == "[0.984, 0.9846, 0.9835]"
     noise = [0.9842, 0.9838, 0.9849]
     kept = registry.register(
-        "digits", logged(trained), net=trained, validation=validation, replicates=noise
+        "digits",
+        logged(trained),
+        net=trained,
+        validation=validation,
+        replicates=noise,
+        family="dense",
     )
     assert not kept.promoted and kept.test == "Welch's t-test" and champion() == 2
 
@@ -166,7 +205,7 @@ def test_a_promotion_level_outside_0_and_1_is_refused(level):
 
 def registered(output: str, number: int) -> str:
     """The decision line train logged for version `number` in a command's output."""
-    found = re.search(rf"registered as mnist-dense version {number}: (.*)", output)
+    found = re.search(rf"registered as mnist version {number}: (.*)", output)
     assert found, output[-3000:]
     return found[1].strip()
 
@@ -179,7 +218,7 @@ def test_on_mnist_a_gain_within_seed_noise_is_kept_out_and_more_epochs_take_the_
     of a point: seed 9 beats seed 8 on validation, yet not beyond noise. Three epochs do."""
     lab = project.copy_to(tmp_path / "project")
     client, _ = lab.runs()
-    first = client.get_model_version("mnist-dense", "1")
+    first = client.get_model_version("mnist", "1")
     assert first.tags[names.VALIDATION_DIGITS] == f"{config.from_conf().data.fingerprint[:12]}:0.1"
     assert first.tags[PROMOTION + "decision"] == "promoted"
     # Each `dvc exp run` composes conf/ afresh: the session's train.epochs=1 is given again.
@@ -189,7 +228,7 @@ def test_on_mnist_a_gain_within_seed_noise_is_kept_out_and_more_epochs_take_the_
         r"p = [\d.]+ \(exact McNemar, level 0\.05\)",
         registered(worse, 2),
     )
-    client.set_registered_model_alias("mnist-dense", "champion", "2")  # by hand, as documented
+    client.set_registered_model_alias("mnist", "champion", "2")  # by hand, as documented
     reseeded = lab.sh("dvc", "exp", "run", "-S", "train.epochs=1", "-S", "train.seed=9")
     within_noise = registered(reseeded, 3)
     assert re.fullmatch(
@@ -204,5 +243,5 @@ def test_on_mnist_a_gain_within_seed_noise_is_kept_out_and_more_epochs_take_the_
         r"p < 0\.001 \(exact McNemar, level 0\.05\)",
         promoted,
     ), promoted
-    assert int(client.get_model_version_by_alias("mnist-dense", "champion").version) == 4
-    assert client.get_model_version("mnist-dense", "3").tags[PROMOTION + "against"] == "2"
+    assert int(client.get_model_version_by_alias("mnist", "champion").version) == 4
+    assert client.get_model_version("mnist", "3").tags[PROMOTION + "against"] == "2"

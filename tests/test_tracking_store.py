@@ -135,7 +135,7 @@ def test_a_damaged_store_is_one_line_saying_how_to_start_afresh(tmp_path, damage
         [
             sys.executable,
             "-c",
-            "from pipeline import entry\n"
+            "from pipeline.common import entry\n"
             "def main(argv):\n"
             "    from pipeline.tracking import runs\n"
             "    with runs.start('exp'): pass\n"

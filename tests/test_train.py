@@ -9,8 +9,9 @@ import signal
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import model, provenance
+from pipeline.common import provenance
 from pipeline.tracking import store
+from pipeline.training import model
 
 from .helpers.processes import wait_for
 from .helpers.stage import Stage

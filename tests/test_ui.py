@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ui
-from pipeline.entry import stop_group
+from pipeline.common.entry import stop_group
+from pipeline.ui import __main__ as ui
 
 from .helpers.browser import CHROMIUM, MISSING, SCREENSHOTS, TIMEOUT_MS
 from .helpers.processes import free_port, with_ctrl_c
@@ -203,7 +203,7 @@ def test_a_fresh_browser_follows_the_training_view_from_the_front_door(
     _assert_compared(page, [first.info.run_name, run.info.run_name])
     _assert_training_view(page, "the compare page")
     page.get_by_role("link", name="Model registry").first.click()
-    _assert_visible(page, "mnist-dense")
+    _assert_visible(page, "mnist")
     _assert_training_view(page, "the model registry")
 
 

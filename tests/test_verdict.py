@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import stats, verdict
+from pipeline.analysis import stats
+from pipeline.reproduce import verdict
 
 
 def test_identical_only_when_every_epoch_metric_and_the_weights_match():

@@ -4,7 +4,7 @@
 line in its `__main__`, or by DVC on `dvc exp run -S ...`). Every stage reads
 `params.yaml`, the file DVC hashed, through `load()`: wrong types, unknown keys and
 out-of-range values stop it before any work starts. The choices and bounds the schema allows
-are spelled in `pipeline.bounds`.
+are spelled in `pipeline.config.bounds`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ import yaml
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
-from pipeline import PipelineError, bounds
-from pipeline.bounds import Activation, Loss, Monitor, Optimizer
+from pipeline import PipelineError
+from pipeline.config import bounds, models
+from pipeline.config.bounds import Loss, Monitor, Optimizer
+from pipeline.config.models import FAMILIES, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,6 @@ class DataConfig:
     url: str = MISSING
     sha256: str = bounds.hex64()
     fingerprint: str = bounds.hex64()
-
-
-@dataclass
-class ModelConfig:
-    hidden_units: int = bounds.at_least(1)
-    activation: Activation = MISSING
 
 
 @dataclass
@@ -120,38 +116,21 @@ class Config:
     reuse: bool = MISSING
 
 
-JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.keep_compilations`)
-COMPILATIONS = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable for where they are kept
-
-
-def project_root() -> Path:
-    """Where the project's local state lives (the MLflow store, the checkpoint cache):
-    `DVC_ROOT`, which DVC sets, also in `dvc exp` queue copies, else the working directory
-    (a Hydra job runs there too)."""
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
-
-
-def compilations() -> str:
-    """Where XLA's compilations are kept: JAX_COMPILATION_CACHE_DIR where the user set it,
-    else `.jax-cache` in the project root."""
-    return os.environ.get(COMPILATIONS) or str(project_root() / JAX_CACHE)
-
-
-def _check_bounds(node: Any, prefix: str = "") -> None:
+def _check_bounds(node: Any, prefix: str = "", family: str | None = None) -> None:
     """Every bounded field of a config, section by section; a ConfigError for the first value
     out of bounds, with an example from conf/'s own default."""
     for item in dataclasses.fields(node):
         value, key = getattr(node, item.name), f"{prefix}{item.name}"
         if dataclasses.is_dataclass(value):
-            _check_bounds(value, f"{key}.")
+            _check_bounds(value, f"{key}.", family)
         elif (bound := bounds.of(item)) is not None and not bound.ok(value):
-            raise ConfigError(
-                f"{key} must be {bound.rule}, got {value!r} (for example {key}={_conf_value(key)})"
-            )
+            raise ConfigError(f"{key} must be {bound.rule}, got {value!r}{_example(key, family)}")
 
 
 def _check_rules(cfg: Config) -> None:
     """What no single value decides."""
+    if (problem := models.problem(cfg.model)) is not None:
+        raise ConfigError(problem)
     if cfg.train.early_stopping.enabled and cfg.train.validation_split == 0:
         raise ConfigError(
             "train.early_stopping.enabled=true monitors validation, but "
@@ -161,29 +140,42 @@ def _check_rules(cfg: Config) -> None:
         )
 
 
-def _conf_value(key: str) -> Any:
-    """conf/'s own value of `key` (`train.seed`), without overrides."""
-    node: Any = _hydra_compose(())
+def _conf_value(key: str, family: str | None = None) -> Any:
+    """conf/'s own value of `key` (`train.seed`), without overrides but the model `family`'s."""
+    node: Any = _hydra_compose((f"model={family}",) if family and key.startswith("model.") else ())
     for part in key.split("."):
         node = node[part]
     return node
 
 
-def _example(key: str) -> str:
+def _example(key: str, family: str | None = None) -> str:
     """` (for example train.seed=42)`, conf/'s own value, for a key that holds one value."""
     try:
-        value = _conf_value(key)
-    except (KeyError, TypeError):  # not a key of conf/
+        value = _conf_value(key, family)
+    except (KeyError, TypeError, ConfigError):  # not a key of conf/
         return ""
-    return "" if isinstance(value, dict | list) else f" (for example {key}={value})"
+    return "" if isinstance(value, dict) else f" (for example {key}={value})"
 
 
-def _known(section: str) -> list[str]:
+def _known(section: str, family: str) -> list[str]:
     """The keys a section (`train`, or `` for the top) may hold."""
     schema: Any = Config
     for part in filter(None, section.split(".")):
-        schema = typing.get_type_hints(schema)[part]
+        schema = FAMILIES[family] if part == "model" else typing.get_type_hints(schema)[part]
     return [item.name for item in dataclasses.fields(schema)]
+
+
+def _family(raw: dict) -> str:
+    """The model family `raw` names (`model.family`), one of FAMILIES."""
+    model = raw.get("model")
+    family = model.get("family", MISSING) if isinstance(model, dict) else MISSING
+    if family not in FAMILIES:
+        got = "is missing" if family == MISSING else f"must be one of them, got {family!r}"
+        raise ConfigError(
+            f"model.family {got}: the families are {', '.join(FAMILIES)} (pick one with "
+            "model=dense or model=convnet: conf/model/<family>.yaml)"
+        )
+    return str(family)
 
 
 def validate(raw: Any, source: str, fix: str = "") -> Config:
@@ -194,10 +186,13 @@ def validate(raw: Any, source: str, fix: str = "") -> Config:
             f"{source}: expected a mapping of config sections, got "
             f"{type(raw).__name__} (regenerate it: python -m pipeline.config)"
         )
+    family = "dense"
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        family = _family(raw)
+        schema = Config(model=FAMILIES[family]())  # type: ignore[call-arg]
+        merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
-        _check_bounds(cfg)
+        _check_bounds(cfg, family=family)
         _check_rules(cfg)
     except ConfigKeyError as err:
         key = str(err.full_key)
@@ -205,7 +200,7 @@ def validate(raw: Any, source: str, fix: str = "") -> Config:
         raise ConfigError(
             f"{source}: unknown key {key!r}; known keys"
             f"{' under ' + parent if parent else ''}: "
-            f"{', '.join(_known(parent))}{fix}"
+            f"{', '.join(_known(parent, family))}{fix}"
         ) from None
     except MissingMandatoryValue as err:
         key = str(err.full_key)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import config, entry, files
+from pipeline import config
+from pipeline.common import entry, files
 
 
 def main(argv: list[str] | None = None) -> None:

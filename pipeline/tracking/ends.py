@@ -17,8 +17,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from pipeline import files
-from pipeline.config import project_root
+from pipeline.common import files
+from pipeline.common.project import project_root
 from pipeline.tracking import names
 from pipeline.tracking.store import MAX_TAG, connect, uri, why
 

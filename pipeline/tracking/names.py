@@ -19,7 +19,10 @@ CHECKPOINT_FROM = "checkpoint_from_epoch"  # 0 from scratch, `off` without the c
 CHECKPOINT_KEY = "checkpoint_key"
 ONSET_TAG = "overfitting_onset"  # the epoch overfitting starts, or `none`
 CONFIGURATION = "configuration"  # every param but the seed, as a short digest: replicates share it
-JOB_KEY = "job_key"  # all that decides a job's results (`pipeline.jobs`): a job done is reused
+JOB_KEY = (
+    "job_key"  # all that decides a job's results (`pipeline.config.jobs`): a job done is reused
+)
+FAMILY = "model_family"  # on a registered version: its model's family (`model.family`)
 DUPLICATE_OF = "duplicate_of"  # on a run of a job another run of the same key did first
 
 # Tags `reproduce` sets

@@ -94,7 +94,7 @@ def decide(
     """Promote `candidate` over `champion` only if it is significantly better at `level`;
     `correct(champion)` gives both models' hits on the shared validation digits (asked only
     when McNemar is the test: it loads the champion's model)."""
-    from pipeline import stats  # scipy and statsmodels: a second, only where a test runs
+    from pipeline.analysis import stats
 
     if champion is None:
         line = f"promoted to @{CHAMPION}: the first version of {name}, no champion to beat"

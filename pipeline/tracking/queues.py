@@ -9,7 +9,7 @@ the repo and `DVC_EXP_NAME` the experiment's name). Its train stage opens its ru
 of the queue's parent run for the experiments' baseline commit (`join`), made by the first;
 its evaluate stage, once its run has ended, publishes the sweep report on that parent and ends
 the parent FINISHED or FAILED when no job of it runs any more (`close`, through `python -m
-pipeline.sweep_report PARENT --end`). More experiments queued on the same commit later join the
+pipeline.sweep.report PARENT --end`). More experiments queued on the same commit later join the
 same sweep, and its report covers them all. A local file lock, not the store's, keeps two
 starting jobs from making two parents: DVC's queue runs on this machine, whatever the store.
 """
@@ -155,13 +155,13 @@ def _close(run_id: str) -> None:
     parent_id = run_id if tags.get(names.LAUNCHER) == LAUNCHER else tags.get(names.PARENT)
     if not parent_id:
         return
-    command = [sys.executable, "-m", "pipeline.sweep_report", parent_id, "--end"]
+    command = [sys.executable, "-m", "pipeline.sweep.report", parent_id, "--end"]
     with _locked():
         done = subprocess.run(command, check=False)
     if done.returncode:
         log.warning(
             "the queue's sweep report failed (see above): rerun `python -m "
-            "pipeline.sweep_report %s --end` in %s",
+            "pipeline.sweep.report %s --end` in %s",
             parent_id,
             os.environ["DVC_ROOT"],
         )

@@ -13,7 +13,9 @@ import mlflow
 import numpy as np
 from mlflow.data.numpy_dataset import from_numpy
 
-from pipeline import config, provenance, replicates
+from pipeline import config
+from pipeline.common import provenance
+from pipeline.config import replicates
 from pipeline.tracking import names, store
 
 # Tags and artifacts that `reproduce` reads back.
@@ -46,7 +48,7 @@ def configuration(cfg: config.Config) -> None:
 
 def environment(facts: dict[str, str], job_key: str | None = None) -> None:
     """The environment that decides the numbers (`provenance.environment()`), as tags, and
-    a training's job key (`pipeline.jobs`), which finds its run for a sweep to reuse (a
+    a training's job key (`pipeline.config.jobs`), which finds its run for a sweep to reuse (a
     reproduction has none: it ran another commit's code)."""
     tags = {names.ENV_PREFIX + name: value for name, value in facts.items()}
     mlflow.set_tags(tags | ({names.JOB_KEY: job_key} if job_key else {}))

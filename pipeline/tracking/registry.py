@@ -18,9 +18,9 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from pipeline import preprocess
-from pipeline.model import PREDICT_BATCH
-from pipeline.tracking import promotion, store
+from pipeline.tracking import names, promotion, store
 from pipeline.tracking.promotion import CHAMPION, Decision, Validation
+from pipeline.training.model import PREDICT_BATCH
 
 __all__ = [
     "CHAMPION",
@@ -71,7 +71,7 @@ def log_model(model: Any) -> str:
 def validation(prepared: Path, validation_split: float) -> Validation | None:
     """The validation digits training held out of the prepared arrays (Keras' rule: the last
     `validation_split` of them); None when it held none out."""
-    from pipeline import model  # Keras: only once a model is registered
+    from pipeline.training import model
 
     x, y = preprocess.load_split(prepared, "train")
     start = model.training_part(len(x), validation_split)
@@ -90,6 +90,7 @@ def register(
     validation: Validation | None = None,
     replicates: list[float] | None = None,
     level: float = promotion.LEVEL,
+    family: str,
 ) -> Decision:
     """Make the logged model a new version of registered model `name`, linked to its run and
     tagged with how it was validated; move `@champion` to it only on evidence that it beats
@@ -97,9 +98,10 @@ def register(
 
     `net` is the model in memory, if there is one (else it is loaded from `model_uri` when a
     paired test needs its predictions); `replicates`: its configuration's seeds' validation
-    accuracies, for Welch's test against a replicated champion."""
+    accuracies, for Welch's test against a replicated champion; `family`: its model's
+    (`model.family`), a tag of the version: the registered model names the task."""
     client = store.connect()
-    tags = promotion.version_tags(validation, replicates, val_accuracy)
+    tags = {**promotion.version_tags(validation, replicates, val_accuracy), names.FAMILY: family}
     candidate_hits = functools.cache(
         lambda: _hits(net if net is not None else load_model(model_uri), validation)
     )

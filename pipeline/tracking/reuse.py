@@ -1,5 +1,5 @@
-"""Jobs done once: the FINISHED run of a job key (`pipeline.jobs`) found with one query, counted
-by the sweep that asks for the job again, and the runs of a key done twice marked.
+"""Jobs done once: the FINISHED run of a job key (`pipeline.config.jobs`) found with one query,
+counted by the sweep that asks for the job again, and the runs of a key done twice marked.
 
 Every training run carries its key as the tag `job_key`, whoever started it (a sweep, `dvc
 repro`, `dvc exp run`), on the project's store or the team's server. A run is reused only if
@@ -148,7 +148,7 @@ def mark_duplicates(run_id: str) -> str | None:
 
 
 def registered(run_id: str) -> str | None:
-    """The model version registered from run `run_id` already (`mnist-dense version 1`), if
+    """The model version registered from run `run_id` already (`mnist version 1`), if
     any."""
     found = store.connect().search_model_versions(f"run_id = '{run_id}'")
     return f"{found[0].name} version {found[0].version}" if found else None

@@ -21,7 +21,8 @@ from mlflow import MlflowClient
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as SYSTEM_METRICS
 from mlflow.exceptions import MlflowException
 
-from pipeline import Stopped, files
+from pipeline import Stopped
+from pipeline.common import files
 from pipeline.tracking import ends, names
 from pipeline.tracking.store import MAX_TAG, TrackingError, connect, experiment_id, lock, uri, why
 

@@ -24,8 +24,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import Pool
 
-from pipeline import PipelineError, retry, stops
-from pipeline.config import project_root
+from pipeline import PipelineError
+from pipeline.common import retry, stops
+from pipeline.common.project import project_root
 from pipeline.tracking import names
 
 LOCK_TIMEOUT_S = 120

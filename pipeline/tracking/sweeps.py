@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
-from pipeline import files
+from pipeline.common import files
 from pipeline.tracking import ends, names, reuse, runs, store
 
 RECORD = "sweep.json"

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.entry import stop_group
+from pipeline.common.entry import stop_group
 
 from .processes import kill_where
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import postgres
+from pipeline.server import postgres
 
 from .processes import answers, free_port
 

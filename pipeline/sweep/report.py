@@ -1,15 +1,15 @@
 """The sweep report: one row per job, one per configuration over its seeds, and what the
 jobs say with their noise.
 
-    python -m pipeline.sweep_report [PARENT_RUN_ID] [--output DIR]
+    python -m pipeline.sweep.report [PARENT_RUN_ID] [--output DIR]
 
 Built from MLflow, the record of truth: the child runs of a sweep's parent run (the newest
 sweep when no id is given). Replicates (`replicates=N`: the same params, other seeds) are one
-configuration (`pipeline.findings`). It writes to DIR (default: the sweep's Hydra folder)
+configuration (`pipeline.sweep.findings`). It writes to DIR (default: the sweep's Hydra folder)
 `sweep_report.csv` (the jobs), `sweep_configurations.csv` and `metrics.json` (each
 configuration's mean, sd and 95% interval over its seeds; each job's run gets its
 configuration's too), `sweep_report.md` (the conclusions, then both tables, readable)
-and two pictures (`pipeline.sweep_plots`); prints it, and puts it all on the parent run, whose
+and two pictures (`pipeline.sweep.plots`); prints it, and puts it all on the parent run, whose
 description in the MLflow UI becomes the text. The best configuration is the one with the
 highest mean validation accuracy (the test set never picks it), named with those the seeds
 cannot tell from it; its first seed's job is tagged `best_in_sweep`, and is the one model a
@@ -26,7 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import config, entry, files, findings, replicates, sweep_plots, sweep_text
+from pipeline import config
+from pipeline.common import entry, files
+from pipeline.config import replicates
+from pipeline.sweep import findings
+from pipeline.sweep import plots as sweep_plots
+from pipeline.sweep import text as sweep_text
 from pipeline.tracking import names, queues, store, sweeps
 
 log = logging.getLogger(__name__)
@@ -190,7 +195,7 @@ def publish(parent_id: str, output: Path | None = None) -> Report:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.sweep_report",
+        prog="python -m pipeline.sweep.report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -10,8 +10,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline import PipelineError, config, model, stops
-from pipeline.checkpoints import Row
+from pipeline import PipelineError, config
+from pipeline.common import stops
+from pipeline.training import model
+from pipeline.training.checkpoints import Row
 
 EpochSink = Callable[[int, dict[str, float]], None]
 

@@ -1,6 +1,6 @@
-"""What a sweep's jobs say, with their noise: replicates grouped as configurations, each
-metric's mean, sd and 95% interval over seeds, and conclusions stated only where a test
-supports them (`pipeline.stats`). Pure: the sweep report's table in, numbers and sentences out.
+"""What a sweep's jobs say, with their noise: replicates grouped as configurations, each metric's
+mean, sd and 95% interval over seeds, and conclusions stated only where a test supports them
+(`pipeline.analysis.stats`). Pure: the sweep report's table in, numbers and sentences out.
 
 A configuration is every param that decides the numbers but the seed (`replicates.decides`).
 Two configurations that differ in one param, each with two seeds or more, are compared with
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline import stats
+from pipeline.analysis import stats
 from pipeline.tracking import names
 
 SEED = "seed"

@@ -10,7 +10,7 @@ artifacts in DATA/artifacts (or `--artifacts s3://...`). Everyone else sets
 files included. Ctrl-C or SIGTERM stops the MLflow server, then the database; the runs stay
 in DATA for the next start. While it serves, it checks every few seconds that the database
 runs, and starts it again if it has stopped; its /health answers 503 while the database does
-not answer (pipeline/server_app.py).
+not answer (pipeline/ui/apps.py).
 
 The database has no TCP port at all: it listens on a Unix socket in a private folder, so only
 the MLflow server reaches it. The MLflow server listens on 127.0.0.1 unless `--host` names
@@ -34,9 +34,11 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from pipeline import PipelineError, Stopped, entry, files, ui
-from pipeline.postgres import Postgres, driver
+from pipeline import PipelineError, Stopped
+from pipeline.common import entry, files
+from pipeline.server.postgres import Postgres, driver
 from pipeline.tracking import store
+from pipeline.ui import __main__ as ui
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ def _auth_config(data: Path, db: Postgres) -> Path:
 
 
 def app_name(auth: bool) -> str:
-    """Our MLflow app (pipeline/server_app.py), with basic auth or without."""
+    """Our MLflow app (pipeline/ui/apps.py), with basic auth or without."""
     return "team-basic-auth" if auth else "team"
 
 

@@ -3,7 +3,7 @@
 The convention: a module that is a command has `main(argv: list[str] | None = None) -> None`,
 which parses `argv` (argparse, so `--help` works) and raises a PipelineError for what the user
 can fix, and ends with `if __name__ == "__main__": entry.run(main)`. The sweep alone differs:
-Hydra's `@hydra.main` owns its command line (see pipeline/sweep.py).
+Hydra's `@hydra.main` owns its command line (see pipeline/sweep/runner.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from pipeline import PipelineError, Stopped, stops
+from pipeline import PipelineError, Stopped
+from pipeline.common import stops
 
 log = logging.getLogger("pipeline")
 

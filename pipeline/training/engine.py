@@ -19,9 +19,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import callbacks, config, internals, model, overfitting, stops
-from pipeline.callbacks import EarlyStopping, EpochSink, Row
-from pipeline.checkpoints import Saved, Training
+from pipeline import config
+from pipeline.analysis import overfitting
+from pipeline.common import project, stops
+from pipeline.training import callbacks, internals, model
+from pipeline.training.callbacks import EarlyStopping, EpochSink, Row
+from pipeline.training.checkpoints import Saved, Training
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ def keep_compilations() -> None:
     if keras.backend.backend() == "jax":
         import jax
 
-        jax.config.update("jax_compilation_cache_dir", config.compilations())
+        jax.config.update("jax_compilation_cache_dir", project.compilations())
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 

@@ -19,7 +19,9 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipeline import config, preprocess, provenance, replicates, sources
+from pipeline import config, preprocess
+from pipeline.common import provenance, sources
+from pipeline.config import replicates
 
 FORMAT = 1  # of the key; a new format reuses nothing made before it
 CODE = ("pipeline.train", "pipeline.evaluate")  # what a job runs

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import findings, overfitting, stats
+from pipeline.analysis import overfitting, stats
+from pipeline.sweep import findings
 from pipeline.tracking import names
 
 

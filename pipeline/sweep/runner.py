@@ -8,11 +8,11 @@
 Each job calls the cores the DVC stages call (`train.run`, `evaluate.run`) inside a child
 MLflow run of the sweep's parent run, and writes its model, history, metrics and predictions
 to its Hydra folder, beside its composed config (`.hydra/config.yaml`). A job done before (a
-FINISHED run of its key, `pipeline.jobs`) is not run again: the parent counts that run
+FINISHED run of its key, `pipeline.config.jobs`) is not run again: the parent counts that run
 (`tracking.reuse`), so the same command resumes a stopped sweep and more seeds train only the
 new ones; `reuse=false` runs all. The prepared arrays are brought up to date once, first. A
 job that fails leaves a FAILED run and the others still run; at the end the parent gets the
-sweep report (`pipeline.sweep_report`), the registry one version (the best configuration's
+sweep report (`pipeline.sweep.report`), the registry one version (the best configuration's
 first seed, @champion only on evidence), and the sweep exits 1 if any job failed.
 `replicates=N` sweeps `train.seed` too, before Hydra reads the command line.
 
@@ -21,11 +21,6 @@ each from a clean Keras state and its own seed.
 """
 
 from __future__ import annotations
-
-from pipeline import stops
-
-if __name__ == "__main__":  # Ctrl-C while the modules below import: one line, exit 130
-    stops.starting("pipeline.sweep")
 
 import contextlib
 import dataclasses
@@ -44,20 +39,12 @@ from hydra.types import RunMode
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import (
-    PipelineError,
-    Stopped,
-    completion,
-    config,
-    entry,
-    files,
-    findings,
-    jobs,
-    preprocess,
-    replicates,
-    sweep_report,
-    sweep_text,
-)
+from pipeline import PipelineError, Stopped, config, preprocess
+from pipeline.common import entry, files, stops
+from pipeline.config import jobs, replicates
+from pipeline.sweep import completion, findings
+from pipeline.sweep import report as sweep_report
+from pipeline.sweep import text as sweep_text
 from pipeline.tracking import names, reuse, runs, store, sweeps
 from pipeline.tracking.sweeps import Sweep
 
@@ -119,7 +106,7 @@ def _close(hydra_config: DictConfig) -> None:
             raise store.TrackingError(
                 f"the MLflow store {store.uri()} failed while the sweep's report was "
                 f"published: {store.why(err)}; its jobs' runs are there, rerun "
-                f"`python -m pipeline.sweep_report {parent}` once it answers"
+                f"`python -m pipeline.sweep.report {parent}` once it answers"
             ) from None
         raise
     failed = sweep_text.failed(report.rows)
@@ -149,6 +136,7 @@ def _register(base: config.Config, best: findings.Best, run_id: str) -> None:
         validation=registry.validation(Path(base.paths.prepared), base.train.validation_split),
         replicates=accuracies if len(accuracies) > 1 else None,
         level=base.tracking.promotion_level,
+        family=str(chosen["family"]) if "family" in chosen else base.model.family,
         val_accuracy=float(chosen[names.VAL_ACCURACY]),
     )
     log.info(
@@ -284,7 +272,8 @@ def _stopped(err: KeyboardInterrupt | Stopped) -> None:
     raise SystemExit(status) from None
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """`python -m pipeline.sweep`: the command line, then Hydra's sweep, one line on a stop."""
     entry.environment()
     stops.handle()
     try:

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from pipeline import PipelineError, files, retry
+from pipeline import PipelineError
+from pipeline.common import files, retry
 
 log = logging.getLogger(__name__)
 

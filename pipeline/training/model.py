@@ -1,7 +1,9 @@
-"""The notebook's network, built from config. Imports Keras; download/preprocess never do."""
+"""The network of `model.family`, built from config and compiled as the notebook compiles it;
+saved and loaded. Imports Keras; download/preprocess never do."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import zipfile
@@ -10,9 +12,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline import PipelineError, files, internals
+from pipeline import PipelineError
+from pipeline.common import files
+from pipeline.common.mnist import INPUT_DIM, NUM_CLASSES
 from pipeline.config import ConfigError, Loss, ModelConfig, Optimizer, TrainConfig
-from pipeline.mnist import INPUT_DIM, NUM_CLASSES
+from pipeline.training import internals
+from pipeline.training.families import FAMILIES
 
 # Digits a predict step takes (evaluate, the registry's validation, rebuild): the same batch,
 # so that the same weights give the same labels wherever they are asked.
@@ -36,25 +41,24 @@ class TooLargeError(ConfigError):
 # Training holds, per parameter, float32 copies of: the weights, their gradients, and the
 # optimizer's state (RMSprop: its mean of squared gradients; Adam: two moments; SGD without
 # momentum: none). Keras on JAX donates the old state to each step, so no further copy is
-# counted. Per digit of a batch: the input, the hidden layer before and after its activation
-# (kept for the backward pass) and its gradient, and the output's three. A floor, not a
-# ceiling (XLA's temporaries, the data, the process itself come on top; at 100,000 hidden
-# units it says 1.1 GB, where the peak memory grew by 1.4 GB): a model refused here cannot
-# train, one just under it may still run out.
+# counted. Per digit of a batch: what its family says (`per_digit`). A floor, not a ceiling
+# (XLA's temporaries, the data, the process itself come on top; at 100,000 hidden units of
+# the dense family it says 1.1 GB, where the peak memory grew by 1.4 GB): a model refused
+# here cannot train, one just under it may still run out.
 _COPIES = {Optimizer.rmsprop: 3, Optimizer.adam: 4, Optimizer.sgd: 2}
 _MOST_IN_A_BATCH = 60_000  # MNIST's training digits: a larger batch_size makes no larger batch
 _FLOAT32 = 4  # bytes
 
 
-def parameters(hidden_units: int) -> int:
-    """The weights and biases of Dense(784 -> hidden) and Dense(hidden -> 10)."""
-    return (INPUT_DIM + 1) * hidden_units + (hidden_units + 1) * NUM_CLASSES
+def parameters(model_cfg: ModelConfig) -> int:
+    """The model's weights and biases, as its family counts them."""
+    return FAMILIES[model_cfg.family].parameters(model_cfg)
 
 
 def training_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
     """About how much memory training the model takes: see _COPIES."""
-    weights = parameters(model_cfg.hidden_units) * _COPIES[train_cfg.optimizer]
-    per_digit = INPUT_DIM + 3 * model_cfg.hidden_units + 3 * NUM_CLASSES
+    weights = parameters(model_cfg) * _COPIES[train_cfg.optimizer]
+    per_digit = FAMILIES[model_cfg.family].per_digit(model_cfg)
     batch = min(train_cfg.batch_size, _MOST_IN_A_BATCH) * per_digit
     return (weights + batch) * _FLOAT32
 
@@ -90,29 +94,31 @@ def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     needed, free = training_bytes(model_cfg, train_cfg), free_memory()
     if free is None or needed <= free:
         return
-    units = model_cfg.hidden_units
-    weights = parameters(units) * _COPIES[train_cfg.optimizer] * _FLOAT32
+    count = parameters(model_cfg)
+    weights = count * _COPIES[train_cfg.optimizer] * _FLOAT32
     batch = "" if weights >= needed - weights else " or a smaller train.batch_size"
     raise TooLargeError(
-        f"model.hidden_units={units} needs about {_size(needed)} to train "
-        f"({parameters(units):,} parameters, batches of {train_cfg.batch_size}), more than "
-        f"the {_size(free)} this machine has free: choose fewer hidden units{batch}"
+        f"model={model_cfg.family} ({_settings(model_cfg)}) needs about {_size(needed)} to "
+        f"train ({count:,} parameters, batches of {train_cfg.batch_size}), more than the "
+        f"{_size(free)} this machine has free: {FAMILIES[model_cfg.family].smaller}{batch}"
+    )
+
+
+def _settings(model_cfg: ModelConfig) -> str:
+    """`model.hidden_units=512, model.activation=relu`: a family's own values."""
+    values = dataclasses.asdict(model_cfg)
+    values.pop("family")
+    return ", ".join(
+        f"model.{key}={getattr(value, 'value', value)}" for key, value in values.items()
     )
 
 
 def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
-    """Dense(hidden, activation) -> Dense(10, softmax), compiled as the notebook compiles it
-    (plus `steps_per_execution`, which changes the speed, not the result); a TooLargeError
-    first for one whose training cannot fit in memory."""
+    """The family's network for the prepared digits (784 floats each), compiled as the
+    notebook compiles it (plus `steps_per_execution`, which changes the speed, not the
+    result); a TooLargeError first for one whose training cannot fit in memory."""
     check_fits(model_cfg, train_cfg)
-    model = keras.Sequential(
-        [
-            keras.Input((INPUT_DIM,)),
-            keras.layers.Dense(model_cfg.hidden_units, activation=model_cfg.activation.value),
-            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
-        ],
-        name="mnist_dense",
-    )
+    model = FAMILIES[model_cfg.family].build(model_cfg, (INPUT_DIM,))
     model.compile(
         optimizer=_OPTIMIZERS[train_cfg.optimizer](train_cfg.learning_rate),
         loss=train_cfg.loss.value,

@@ -1,16 +1,16 @@
 """The checkpoint cache: every epoch a training finishes is kept, so no epoch is trained twice.
 
 A training is keyed by all that decides its numbers except how long it runs: the data's
-fingerprint, the model and training config without `train.epochs` and early stopping (which
-only decide where it stops), the training engine's code (`sources.digest("pipeline.engine")`:
+fingerprint, the model and training config without `train.epochs` and early stopping (which only
+decide where it stops), the training engine's code (`sources.digest("pipeline.training.engine")`:
 its own closure, not tracking's or the downloader's) and the environment facts that change the
-numbers (`provenance.environment`). Under its key, epoch N's checkpoint holds what epoch N+1
-needs to run exactly as it would have: the training state `engine.state` gives (the model's
-and optimizer's variables, as an .npz file), NumPy's and Python's random states, and the
-history of epochs 1 to N. The engine (`pipeline.engine`) asks for the checkpoint with the most
-epochs at or below N (`Training.latest`) and hands each new epoch to `Training.write`: it
-extends a shorter training, resumes a killed one, and shares a sweep's common epochs, with the
-same result to the bit. This module stores and finds; it never touches a model.
+numbers (`provenance.environment`). Under its key, epoch N's checkpoint holds what epoch N+1 needs
+to run exactly as it would have: the training state `engine.state` gives (the model's and
+optimizer's variables, as an .npz file), NumPy's and Python's random states, and the history of
+epochs 1 to N. The engine (`pipeline.training.engine`) asks for the checkpoint with the most epochs
+at or below N (`Training.latest`) and hands each new epoch to `Training.write`: it extends a
+shorter training, resumes a killed one, and shares a sweep's common epochs, with the same result to
+the bit. This module stores and finds; it never touches a model.
 
 `BackupAndRestore` keeps one backup per folder, writes it in place with h5py, deletes it
 when training ends and restores neither the data order nor the history: hence these files.
@@ -19,8 +19,8 @@ verified against the sha256 its record holds (a damaged checkpoint is skipped wi
 removed, and its epochs trained again); a write that fails (a full disk) is a warning and
 training goes on; the cache stays under its size bound, least recently used first.
 
-    python -m pipeline.checkpoints           # what the cache holds
-    python -m pipeline.checkpoints clear     # empty it
+    python -m pipeline.training.checkpoints           # what the cache holds
+    python -m pipeline.training.checkpoints clear     # empty it
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import config, files, sources
+from pipeline import config
+from pipeline.common import files, project, sources
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def key(cfg: config.Config, fingerprint: str, environment: Mapping[str, str]) ->
         "data_fingerprint": fingerprint,
         "model": plain["model"],
         "train": trained,
-        "code": sources.digest("pipeline.engine"),
+        "code": sources.digest("pipeline.training.engine"),
         "environment": dict(environment),
     }
 
@@ -96,7 +97,7 @@ class Cache:
     @classmethod
     def configured(cls, settings: config.CheckpointsConfig) -> Cache:
         """The cache's folder, whether it is enabled or not (to list or empty it)."""
-        return cls(config.project_root() / settings.dir, settings.max_size_mb * 2**20)
+        return cls(project.project_root() / settings.dir, settings.max_size_mb * 2**20)
 
     def training(self, content: dict[str, Any]) -> Training:
         """The checkpoints of the training that `content` (from `key()`) describes."""
@@ -229,7 +230,7 @@ class Training:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.checkpoints",
+        prog="python -m pipeline.training.checkpoints",
         description="List the checkpoint cache (checkpoints.dir in params.yaml), or empty it.",
     )
     parser.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
@@ -253,6 +254,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from pipeline import entry  # the command's, not the engine's (which imports this module)
+    from pipeline.common import entry
 
     entry.run(main)

@@ -15,7 +15,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pipeline import files, stats
+from pipeline.analysis import stats
+from pipeline.common import files
 from pipeline.tracking import names
 
 LEARNING_CURVES = "learning_curves.png"

@@ -7,7 +7,7 @@ uncommitted changes); the data comes by its fingerprint (the DVC cache first, th
 download stage's sources); `pipeline.rebuild`, the run's own, trains with the run's config
 and predicts the test digits. The weights' digest and every per-epoch metric are compared;
 where they differ, the rebuild's test predictions are tested against the run's
-`predictions.csv`. The verdict (`pipeline.verdict`): `identical` (exit 0), `equivalent`
+`predictions.csv`. The verdict (`pipeline.reproduce.verdict`): `identical` (exit 0), `equivalent`
 (exit 3) or `diverged` (exit 4), with each environment fact that differs either way. The
 reproduction is an MLflow run of its own, tagged with the run it rebuilt, which gets the
 verdict as a tag. Nothing else changes: not the working tree, params.yaml, dvc.lock or the
@@ -36,7 +36,9 @@ import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
 
-from pipeline import PipelineError, config, download, entry, provenance, verdict
+from pipeline import PipelineError, config, download
+from pipeline.common import entry, project, provenance
+from pipeline.reproduce import verdict
 from pipeline.tracking import names, readback, record, runs, store
 
 log = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ def _backend(run: readback.Recorded) -> dict[str, str]:
     project's XLA compilations (the rebuild's worktree has none: compiling again takes
     seconds and gives the same code)."""
     backend = run.environment.get("keras_backend")
-    env = os.environ | {config.COMPILATIONS: config.compilations()}
+    env = os.environ | {project.COMPILATIONS: project.compilations()}
     if not backend:
         return env
     if importlib.util.find_spec(backend) is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import findings, stats
+from pipeline.analysis import stats
+from pipeline.sweep import findings
 from pipeline.tracking import names
 
 ACCURACIES = (

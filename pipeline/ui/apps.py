@@ -1,5 +1,5 @@
 """The MLflow apps this project serves: MLflow's own in its training view
-(`pipeline.training_view`), and for the team server a /health that also asks the database.
+(`pipeline.ui.training_view`), and for the team server a /health that also asks the database.
 
 `python -m pipeline.ui` runs `mlflow server --app-name training-view`.
 
@@ -22,7 +22,7 @@ import functools
 import logging
 from typing import Any
 
-from pipeline import training_view
+from pipeline.ui import training_view
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import stats
+from pipeline.analysis import stats
 
 IDENTICAL, EQUIVALENT, DIVERGED = "identical", "equivalent", "diverged"
 EXIT_CODES = {IDENTICAL: 0, EQUIVALENT: 3, DIVERGED: 4}

@@ -6,7 +6,7 @@ It runs `mlflow server` on the project's `mlflow.db` and `mlartifacts/` (the sam
 stages and sweeps write; `MLFLOW_TRACKING_URI` if that names a database), bound to 127.0.0.1,
 with MLflow's security defaults as they are: no extra allowed hosts or CORS origins, the
 security middleware on. One worker is plenty for one person. The app is MLflow's own, opening
-in its training view (`pipeline.training_view`). The console shows errors, not every request;
+in its training view (`pipeline.ui.training_view`). The console shows errors, not every request;
 Ctrl-C stops the server and all it started, with one line.
 """
 
@@ -18,13 +18,14 @@ import os
 import subprocess
 import sys
 
-from pipeline import PipelineError, Stopped, config, entry
+from pipeline import PipelineError, Stopped, config
+from pipeline.common import entry
 from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-APP = "training-view"  # pipeline/server_app.py: MLflow's app, opening in its training view
+APP = "training-view"  # pipeline/ui/apps.py: MLflow's app, opening in its training view
 # uvicorn's line per request is not for a person browsing; errors still show
 QUIET = ["--uvicorn-opts", "--no-access-log"]
 # Starlette's deprecation of what MLflow's server imports: MLflow's to fix, not the user's

@@ -9,7 +9,7 @@ import ast
 import hashlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the folder holding the `pipeline` package
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `pipeline` package
 
 
 def path(module: str) -> Path:

@@ -55,7 +55,7 @@ COLUMNS = [names.VAL_ACCURACY, names.TEST_ACCURACY, names.TRAIN_TEST_GAP]
 
 _X_STEPS = {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}
 
-_SCRIPT = """<script>/* pipeline.training_view: defaults for MLflow's browser-kept choices */
+_SCRIPT = """<script>/* pipeline.ui.training_view: defaults for MLflow's browser-kept choices */
 (() => {
   const defaults = %s;
   const read = Storage.prototype.getItem;

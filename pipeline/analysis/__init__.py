@@ -1,0 +1,1 @@
+"""Statistics: intervals and tests, overfitting's onset, a run's figures."""

@@ -1,0 +1,1 @@
+"""Reproduce a run: `python -m pipeline.reproduce RUN_ID`, and its verdict."""

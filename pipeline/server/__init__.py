@@ -1,0 +1,1 @@
+"""The team's tracking server (`python -m pipeline.server`) and its PostgreSQL."""

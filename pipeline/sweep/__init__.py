@@ -1,0 +1,1 @@
+"""Sweeps: Hydra's jobs under one parent run, their findings, report, text and plots."""

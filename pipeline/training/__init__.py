@@ -1,0 +1,1 @@
+"""Training: the engine, its callbacks, the model, the checkpoint cache; no MLflow, no DVC."""
