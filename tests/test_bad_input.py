@@ -54,11 +54,12 @@ def test_a_model_too_large_to_train_is_refused_before_xla_runs_out(tmp_path):
     (line,) = errors(done)
     assert re.fullmatch(
         re.escape(
-            "pipeline: error: model.hidden_units=100000000 needs about 992.4 GB to train "
-            "(79,500,000,010 parameters, batches of 32), more than the "
+            "pipeline: error: model=dense (model.hidden_units=100000000, model.activation=relu) "
+            "needs about 992.4 GB to train (79,500,000,010 parameters, batches of 32), more than "
+            "the "
         )
         + r"\d+\.\d [kMGT]?B"
-        + re.escape(" this machine has free: choose fewer hidden units"),
+        + re.escape(" this machine has free: choose fewer hidden units (model.hidden_units)"),
         line,
     ), line
     assert not (tmp_path / "models" / "model.keras").exists()

@@ -21,7 +21,9 @@ WRITE_FAILS = """
 import resource, signal, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from pipeline import checkpoints, config, provenance, engine
+from pipeline import config
+from pipeline.common import provenance
+from pipeline.training import checkpoints, engine
 from tests.helpers.data import synthetic_digits
 cfg = config.validate(config.compose({overrides!r}), "tiny")
 cache = checkpoints.Cache(Path({folder!r}), 2**30)
@@ -66,7 +68,9 @@ import sys
 sys.path.insert(0, {root!r})
 import dataclasses, keras
 from pathlib import Path
-from pipeline import checkpoints, config, provenance, engine
+from pipeline import config
+from pipeline.common import provenance
+from pipeline.training import checkpoints, engine
 from tests.helpers.data import synthetic_digits
 cfg = config.validate(config.compose({overrides!r}), "tiny")
 cache = checkpoints.Cache(Path({folder!r}), 2**30)

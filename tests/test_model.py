@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline import config
-from pipeline.config import Loss
-from pipeline.training import engine, model
+from pipeline.config import Loss, models
+from pipeline.training import engine, families, model
 
 from .helpers.stage import Stage
 
@@ -178,3 +178,10 @@ def test_free_memory_falls_back_to_sysconf_and_to_no_check(monkeypatch):
     assert model.free_memory() is None
     cfg = _config("model.hidden_units=100000000")
     model.check_fits(cfg.model, cfg.train)
+
+
+def test_every_family_has_a_config_a_builder_and_a_yaml():
+    assert set(models.FAMILIES) == set(families.FAMILIES)
+    for family in models.FAMILIES:
+        cfg = _config(f"model={family}")
+        assert cfg.model.family == family and isinstance(cfg.model, models.FAMILIES[family])

@@ -10,7 +10,7 @@ JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.
 COMPILATIONS = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable for where they are kept
 
 
-def project_root() -> Path:
+def root() -> Path:
     """Where the project's local state lives (the MLflow store, the checkpoint cache):
     `DVC_ROOT`, which DVC sets, also in `dvc exp` queue copies, else the working directory
     (a Hydra job runs there too)."""
@@ -20,4 +20,4 @@ def project_root() -> Path:
 def compilations() -> str:
     """Where XLA's compilations are kept: JAX_COMPILATION_CACHE_DIR where the user set it,
     else `.jax-cache` in the project root."""
-    return os.environ.get(COMPILATIONS) or str(project_root() / JAX_CACHE)
+    return os.environ.get(COMPILATIONS) or str(root() / JAX_CACHE)

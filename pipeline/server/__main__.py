@@ -35,9 +35,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from pipeline import PipelineError, Stopped
-from pipeline.common import entry, files
+from pipeline.common import entry, files, project
 from pipeline.server.postgres import Postgres, driver
-from pipeline.tracking import store
 from pipeline.ui import __main__ as ui
 
 log = logging.getLogger(__name__)
@@ -232,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data",
         type=Path,
-        default=store.project_root() / "server",
+        default=project.root() / "server",
         help="where the database and artifacts live (default: ./server)",
     )
     parser.add_argument("--host", default="127.0.0.1")

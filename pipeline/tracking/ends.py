@@ -17,8 +17,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from pipeline.common import files
-from pipeline.common.project import project_root
+from pipeline.common import files, project
 from pipeline.tracking import names
 from pipeline.tracking.store import MAX_TAG, connect, uri, why
 
@@ -68,7 +67,7 @@ def terminate(run_id: str, status: str, reason: str | None = None) -> None:
 
 def folder() -> Path:
     """Where the ends wait: `.mlflow-pending/` in the project root, beside mlflow.db."""
-    return project_root() / PENDING
+    return project.root() / PENDING
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import Pool
 
 from pipeline import PipelineError
-from pipeline.common import retry, stops
-from pipeline.common.project import project_root
+from pipeline.common import project, retry, stops
 from pipeline.tracking import names
 
 LOCK_TIMEOUT_S = 120
@@ -43,7 +42,7 @@ class TrackingError(PipelineError):
 
 def local_uri() -> str:
     """The project's own SQLite store, as an absolute path."""
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    return f"sqlite:///{project.root() / 'mlflow.db'}"
 
 
 def uri() -> str:
@@ -107,7 +106,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             client.set_experiment_tag(experiment.experiment_id, names.EXPERIMENT_KIND, TRAINING)
         return experiment.experiment_id
     # Artifacts beside the local store, whoever creates the experiment; a server decides.
-    location = (project_root() / "mlartifacts").as_uri() if uri() == local_uri() else None
+    location = (project.root() / "mlartifacts").as_uri() if uri() == local_uri() else None
     try:
         return client.create_experiment(
             name, artifact_location=location, tags={names.EXPERIMENT_KIND: TRAINING}
@@ -127,7 +126,7 @@ def lock() -> Iterator[None]:
     if uri() != local_uri():
         yield
         return
-    held = FileLock(project_root() / "mlflow.db.lock", timeout=LOCK_TIMEOUT_S)
+    held = FileLock(project.root() / "mlflow.db.lock", timeout=LOCK_TIMEOUT_S)
     try:
         with held:
             yield

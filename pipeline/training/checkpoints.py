@@ -97,7 +97,7 @@ class Cache:
     @classmethod
     def configured(cls, settings: config.CheckpointsConfig) -> Cache:
         """The cache's folder, whether it is enabled or not (to list or empty it)."""
-        return cls(project.project_root() / settings.dir, settings.max_size_mb * 2**20)
+        return cls(project.root() / settings.dir, settings.max_size_mb * 2**20)
 
     def training(self, content: dict[str, Any]) -> Training:
         """The checkpoints of the training that `content` (from `key()`) describes."""

@@ -32,7 +32,7 @@ class Sweep:
             "-m",
             "pipeline.sweep",
             *overrides,
-            "model.hidden_units=16",
+            *([] if any(o.startswith("model=") for o in overrides) else ["model.hidden_units=16"]),
             f"paths.prepared={prepared}",
             f"hydra.sweep.dir={self.folder}",
             f"hydra.run.dir={tmp_path / 'run'}",
