@@ -248,9 +248,13 @@ def test_the_model_family_picks_its_own_schema_and_says_what_it_takes():
     convnet = config.validate(config.compose(["model=convnet"]), "test")
     assert (convnet.model.family, convnet.model.filters) == ("convnet", [32, 64])
     with pytest.raises(
-        config.ConfigError, match=r"model.family must be one of them, got 'resnet'"
+        config.ConfigError, match=r"model.family must be one of dense, convnet, got 'resnet'"
     ):
         config.compose(["model.family=resnet"])
+    older = config.compose()
+    del older["model"]["family"]  # a params.yaml from before families
+    with pytest.raises(config.ConfigError, match=r"none is given \(pick one with model=dense"):
+        config.validate(older, "params.yaml")
     with pytest.raises(config.ConfigError, match=r"unknown key 'model.hidden_units'.*filters"):
         config.compose(["model=convnet", "+model.hidden_units=5"])
     with pytest.raises(

@@ -170,9 +170,9 @@ def _family(raw: dict) -> str:
     model = raw.get("model")
     family = model.get("family", MISSING) if isinstance(model, dict) else MISSING
     if family not in FAMILIES:
-        got = "is missing" if family == MISSING else f"must be one of them, got {family!r}"
+        got = "none is given" if family == MISSING else f"got {family!r}"
         raise ConfigError(
-            f"model.family {got}: the families are {', '.join(FAMILIES)} (pick one with "
+            f"model.family must be one of {', '.join(FAMILIES)}, {got} (pick one with "
             "model=dense or model=convnet: conf/model/<family>.yaml)"
         )
     return str(family)
