@@ -154,7 +154,7 @@ def test_other_xla_flags_change_the_bits_and_mcnemar_judges_the_predictions(lab)
 
 
 def test_a_run_of_uncommitted_code_is_rebuilt_from_its_recorded_diff(lab):
-    module = lab.path / "pipeline" / "model.py"
+    module = lab.path / "pipeline" / "training" / "families" / "dense.py"
     committed = module.read_text()
     softmax = 'keras.layers.Dense(NUM_CLASSES, activation="softmax")'
     assert softmax in committed

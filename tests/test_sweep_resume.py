@@ -136,7 +136,7 @@ def test_ctrl_c_at_any_moment_of_a_sweep_stops_it_cleanly_and_the_same_command_r
 @pytest.mark.e2e
 def test_a_changed_line_of_the_training_code_reuses_nothing(lab):
     lab.sh(*SWEEP, "train.batch_size=512")
-    engine = lab.path / "pipeline" / "engine.py"
+    engine = lab.path / "pipeline" / "training" / "engine.py"
     engine.write_text(engine.read_text() + "# a changed line\n")
     output = lab.sh(*SWEEP, "train.batch_size=512")
     assert "reusing run" not in output and "training 1 epochs" in output
