@@ -24,12 +24,11 @@ def _entry(body: str) -> subprocess.Popen:
     code += "".join(f"    {line}\n" for line in body.splitlines())
     code += "entry.run(main)\n"
     return subprocess.Popen(
-        [sys.executable, "-c", code],
+        with_ctrl_c([sys.executable, "-c", code]),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=with_ctrl_c,
     )
 
 

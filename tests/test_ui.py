@@ -49,13 +49,12 @@ def _start(proj, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.ui", "--port", str(port)],
+            with_ctrl_c([sys.executable, "-m", "pipeline.ui", "--port", str(port)]),
             cwd=proj.path,
             env=proj.env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=with_ctrl_c,
         )
     url = f"http://{ui.HOST}:{port}"
     deadline = time.monotonic() + START_S

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -34,17 +35,26 @@ def stop_processes_in(folder: Path) -> None:
     kill_where(inside)
 
 
-def with_ctrl_c() -> None:
-    """A child's `preexec_fn`: Ctrl-C's default disposition, whatever the test runner's (a
+# Sets Ctrl-C's default disposition, then becomes the command (exec keeps it).
+_DEFAULT_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_ctrl_c(command: list[str]) -> list[str]:
+    """`command`, started with Ctrl-C's default disposition whatever the test runner's (a
     shell's `cmd &` starts it with SIGINT ignored, which its children inherit, and which the
-    pipeline's commands keep, as Python does)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    pipeline's commands keep, as Python does). Through a small exec, not a `preexec_fn`:
+    Python code between fork and exec can deadlock in a test process where JAX's threads
+    run (a sweep once never started, in CI)."""
+    return [sys.executable, "-I", "-S", "-c", _DEFAULT_CTRL_C, *map(str, command)]
 
 
-def in_a_terminal(*args, **kwargs) -> subprocess.Popen:
+def in_a_terminal(command: list[str], **kwargs) -> subprocess.Popen:
     """`subprocess.Popen` of a command as a terminal runs it: in its own process group, for
     `ctrl_c` to signal as the terminal does, with Ctrl-C's default disposition."""
-    return subprocess.Popen(*args, **kwargs, process_group=0, preexec_fn=with_ctrl_c)
+    return subprocess.Popen(with_ctrl_c(command), **kwargs, process_group=0)
 
 
 def ctrl_c(process: subprocess.Popen) -> None:
