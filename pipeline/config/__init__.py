@@ -173,7 +173,7 @@ def _family(raw: dict) -> str:
         got = "none is given" if family == MISSING else f"got {family!r}"
         raise ConfigError(
             f"model.family must be one of {', '.join(FAMILIES)}, {got} (pick one with "
-            "model=dense or model=convnet: conf/model/<family>.yaml)"
+            f"{' or '.join(f'model={name}' for name in FAMILIES)}: conf/model/<family>.yaml)"
         )
     return str(family)
 
