@@ -24,9 +24,16 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from pipeline import PipelineError
-from pipeline.config import bounds, models
-from pipeline.config.bounds import Loss, Monitor, Optimizer
+from pipeline.config import bounds, models, training
+
+# The schema's parts, where its users find them (`config.TrainConfig`, `config.Loss`).
+from pipeline.config.bounds import Loss as Loss
+from pipeline.config.bounds import Monitor as Monitor
+from pipeline.config.bounds import Optimizer as Optimizer
+from pipeline.config.bounds import Schedule as Schedule
 from pipeline.config.models import FAMILIES, ModelConfig
+from pipeline.config.training import EarlyStoppingConfig as EarlyStoppingConfig
+from pipeline.config.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +61,6 @@ class DataConfig:
     url: str = MISSING
     sha256: str = bounds.hex64()
     fingerprint: str = bounds.hex64()
-
-
-@dataclass
-class EarlyStoppingConfig:
-    enabled: bool = MISSING
-    monitor: Monitor = MISSING
-    patience: int = bounds.at_least(1)
-    min_delta: float = bounds.finite(0)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = bounds.at_least(1)
-    batch_size: int = bounds.at_least(1)
-    optimizer: Optimizer = MISSING
-    learning_rate: float = bounds.finite(0, above=True)
-    loss: Loss = MISSING
-    validation_split: float = bounds.bounded("in [0, 1)", lambda value: 0 <= value < 1)
-    seed: int = bounds.at_least(0)
-    steps_per_execution: int = bounds.at_least(1)
-    train_sample: int = bounds.at_least(0)
-    early_stopping: EarlyStoppingConfig = MISSING
 
 
 @dataclass
@@ -129,8 +114,9 @@ def _check_bounds(node: Any, prefix: str = "", family: str | None = None) -> Non
 
 def _check_rules(cfg: Config) -> None:
     """What no single value decides."""
-    if (problem := models.problem(cfg.model)) is not None:
-        raise ConfigError(problem)
+    for problem in (models.problem(cfg.model), training.problem(cfg.train)):
+        if problem is not None:
+            raise ConfigError(problem)
     if cfg.train.early_stopping.enabled and cfg.train.validation_split == 0:
         raise ConfigError(
             "train.early_stopping.enabled=true monitors validation, but "

@@ -25,7 +25,16 @@ class Activation(enum.Enum):
 class Optimizer(enum.Enum):
     rmsprop = "rmsprop"
     adam = "adam"
+    adamw = "adamw"
     sgd = "sgd"
+
+
+class Schedule(enum.Enum):
+    """The learning rate over the epochs, after the warm-up."""
+
+    constant = "constant"
+    cosine = "cosine"  # to 0 over train.decay_epochs, then 0
+    exponential = "exponential"  # times train.decay_rate every train.decay_epochs
 
 
 class Monitor(enum.Enum):
@@ -36,6 +45,9 @@ class Monitor(enum.Enum):
 class Loss(enum.Enum):
     categorical_crossentropy = "categorical_crossentropy"
     sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
+
+
+FRACTION = ("in [0, 1)", lambda value: 0 <= value < 1)  # a rule and its test, for `bounded`
 
 
 @dataclass(frozen=True)

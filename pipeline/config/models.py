@@ -25,10 +25,13 @@ class ModelConfig:
 
 @dataclass
 class DenseConfig(ModelConfig):
-    """The notebook's network: Dense(hidden_units, activation) -> Dense(10, softmax)."""
+    """The notebook's network: Dense(hidden_units, activation) -> Dense(10, softmax), with
+    dropout on the input and the hidden layer where set."""
 
     hidden_units: int = bounds.at_least(1)
     activation: Activation = MISSING
+    input_dropout: float = bounds.bounded(*bounds.FRACTION)
+    dropout: float = bounds.bounded(*bounds.FRACTION)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ConvnetConfig(ModelConfig):
     kernel_size: int = bounds.at_least(1)
     pool_size: int = bounds.at_least(1)
     activation: Activation = MISSING
+    dropout: float = bounds.bounded(*bounds.FRACTION)
 
     def sides(self) -> list[int]:
         """The side of the digit's picture after each convolution and its pooling."""

@@ -223,7 +223,7 @@ def train(
     and keep each epoch there: the same model and history as from scratch, to the bit. Each
     epoch trained is a log line; `verbose` is Keras' own output (2: a line an epoch)."""
     fresh_start(cfg.train.seed)
-    net = model.build(cfg.model, cfg.train)
+    net = model.build(cfg.model, cfg.train, model.steps_per_epoch(len(x), cfg.train))
     recorder = callbacks.EpochRecorder(_logged(cfg, on_epoch), _sample(cfg.train, x, y))
     start_at = resume(net, saved_in, cfg.train.epochs, cfg.train.early_stopping)
     if saved_in:

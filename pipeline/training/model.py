@@ -15,19 +15,13 @@ import numpy as np
 from pipeline import PipelineError
 from pipeline.common import files
 from pipeline.common.mnist import INPUT_DIM, NUM_CLASSES
-from pipeline.config import ConfigError, Loss, ModelConfig, Optimizer, TrainConfig
-from pipeline.training import internals
+from pipeline.config import ConfigError, Loss, ModelConfig, TrainConfig
+from pipeline.training import internals, optimizers
 from pipeline.training.families import FAMILIES
 
 # Digits a predict step takes (evaluate, the registry's validation, rebuild): the same batch,
 # so that the same weights give the same labels wherever they are asked.
 PREDICT_BATCH = 1024
-
-_OPTIMIZERS = {
-    Optimizer.rmsprop: keras.optimizers.RMSprop,
-    Optimizer.adam: keras.optimizers.Adam,
-    Optimizer.sgd: keras.optimizers.SGD,
-}
 
 
 class ModelError(PipelineError):
@@ -39,13 +33,12 @@ class TooLargeError(ConfigError):
 
 
 # Training holds, per parameter, float32 copies of: the weights, their gradients, and the
-# optimizer's state (RMSprop: its mean of squared gradients; Adam: two moments; SGD without
-# momentum: none). Keras on JAX donates the old state to each step, so no further copy is
-# counted. Per digit of a batch: what its family says (`per_digit`). A floor, not a ceiling
-# (XLA's temporaries, the data, the process itself come on top; at 100,000 hidden units of
-# the dense family it says 1.1 GB, where the peak memory grew by 1.4 GB): a model refused
-# here cannot train, one just under it may still run out.
-_COPIES = {Optimizer.rmsprop: 3, Optimizer.adam: 4, Optimizer.sgd: 2}
+# optimizer's state (`optimizers.state_per_weight`). Keras on JAX donates the old state to
+# each step, so no further copy is counted. Per digit of a batch: what its family says
+# (`per_digit`). A floor, not a ceiling (XLA's temporaries, the data, the process itself
+# come on top; at 100,000 hidden units of the dense family it says 1.1 GB, where the peak
+# memory grew by 1.4 GB): a model refused here cannot train, one just under it may still
+# run out.
 _MOST_IN_A_BATCH = 60_000  # MNIST's training digits: a larger batch_size makes no larger batch
 _FLOAT32 = 4  # bytes
 
@@ -55,9 +48,14 @@ def parameters(model_cfg: ModelConfig) -> int:
     return FAMILIES[model_cfg.family].parameters(model_cfg)
 
 
+def _copies(train_cfg: TrainConfig) -> int:
+    """Per parameter: the weight, its gradient and the optimizer's state."""
+    return 2 + optimizers.state_per_weight(train_cfg)
+
+
 def training_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
-    """About how much memory training the model takes: see _COPIES."""
-    weights = parameters(model_cfg) * _COPIES[train_cfg.optimizer]
+    """About how much memory training the model takes (see above)."""
+    weights = parameters(model_cfg) * _copies(train_cfg)
     per_digit = FAMILIES[model_cfg.family].per_digit(model_cfg)
     batch = min(train_cfg.batch_size, _MOST_IN_A_BATCH) * per_digit
     return (weights + batch) * _FLOAT32
@@ -95,7 +93,7 @@ def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     if free is None or needed <= free:
         return
     count = parameters(model_cfg)
-    weights = count * _COPIES[train_cfg.optimizer] * _FLOAT32
+    weights = count * _copies(train_cfg) * _FLOAT32
     batch = "" if weights >= needed - weights else " or a smaller train.batch_size"
     raise TooLargeError(
         f"model={model_cfg.family} ({_settings(model_cfg)}) needs about {_size(needed)} to "
@@ -113,15 +111,16 @@ def _settings(model_cfg: ModelConfig) -> str:
     )
 
 
-def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
+def build(model_cfg: ModelConfig, train_cfg: TrainConfig, steps_per_epoch: int = 1) -> keras.Model:
     """The family's network for the prepared digits (784 floats each), compiled as the
     notebook compiles it (plus `steps_per_execution`, which changes the speed, not the
-    result); a TooLargeError first for one whose training cannot fit in memory."""
+    result; a schedule counts `steps_per_epoch`); a TooLargeError first for one whose
+    training cannot fit in memory."""
     check_fits(model_cfg, train_cfg)
     model = FAMILIES[model_cfg.family].build(model_cfg, (INPUT_DIM,))
     model.compile(
-        optimizer=_OPTIMIZERS[train_cfg.optimizer](train_cfg.learning_rate),
-        loss=train_cfg.loss.value,
+        optimizer=optimizers.optimizer(train_cfg, steps_per_epoch),
+        loss=optimizers.loss(train_cfg),
         metrics=["accuracy"],
         steps_per_execution=train_cfg.steps_per_execution,
     )
@@ -131,6 +130,11 @@ def build(model_cfg: ModelConfig, train_cfg: TrainConfig) -> keras.Model:
 def training_part(samples: int, validation_split: float) -> int:
     """How many of `samples` Keras trains on: it validates on the rest, taken from the end."""
     return int(math.floor(samples * (1.0 - validation_split)))
+
+
+def steps_per_epoch(samples: int, train_cfg: TrainConfig) -> int:
+    """The optimizer's steps in an epoch of `samples` (validation's held out)."""
+    return math.ceil(training_part(samples, train_cfg.validation_split) / train_cfg.batch_size)
 
 
 def cross_entropy(proba: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> float:

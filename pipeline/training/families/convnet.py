@@ -43,5 +43,8 @@ def build(cfg: ConvnetConfig, input_shape: tuple[int, ...]) -> keras.Model:
             keras.layers.Conv2D(filters, cfg.kernel_size, activation=cfg.activation.value)
         )
         layers.append(keras.layers.MaxPooling2D(cfg.pool_size))
-    layers += [keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES, activation="softmax")]
+    layers.append(keras.layers.Flatten())
+    if cfg.dropout:
+        layers.append(keras.layers.Dropout(cfg.dropout))
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
     return keras.Sequential(layers, name="mnist_convnet")

@@ -22,12 +22,18 @@ def per_digit(cfg: DenseConfig) -> int:
 
 
 def build(cfg: DenseConfig, input_shape: tuple[int, ...]) -> keras.Model:
-    """Dense(hidden_units, activation) -> Dense(10, softmax), as the notebook builds it."""
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Dense(cfg.hidden_units, activation=cfg.activation.value),
-            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
-        ],
-        name="mnist_dense",
-    )
+    """Dense(hidden_units, activation) -> Dense(10, softmax), as the notebook builds it;
+    a Dropout layer only where a rate is set (none at 0: the notebook's model, its bits)."""
+    layers = [
+        keras.Input(input_shape),
+        *_dropout(cfg.input_dropout),
+        keras.layers.Dense(cfg.hidden_units, activation=cfg.activation.value),
+        *_dropout(cfg.dropout),
+        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+    ]
+    return keras.Sequential(layers, name="mnist_dense")
+
+
+def _dropout(rate: float) -> list[keras.layers.Layer]:
+    """A Dropout layer of `rate`, where it drops anything."""
+    return [keras.layers.Dropout(rate)] if rate else []
