@@ -59,7 +59,7 @@ def test_overrides_are_applied_and_typed():
         ("train.validation_split=1", "train.validation_split", "must be in [0, 1)"),
         ("train.validation_split=-0.1", "train.validation_split", "must be in [0, 1)"),
         ("model.hidden_units=0", "model.hidden_units", "must be >= 1"),
-        ("train.optimizer=adamw", "train.optimizer", "expected one of [rmsprop, adam, sgd]"),
+        ("train.optimizer=adagrad", "train.optimizer", "one of [rmsprop, adam, adamw, sgd]"),
         ("data.sha256=abc", "data.sha256", "64 lowercase hex digits"),
         ("+typo=5", "typo", "unknown key 'typo'; known keys: data, model, train, tracking"),
         ("+train.epocs=5", "train.epocs", "known keys under train: epochs, batch_size"),

@@ -103,8 +103,9 @@ def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
 
 
 def _settings(model_cfg: ModelConfig) -> str:
-    """`model.hidden_units=512, model.activation=relu`: a family's own values."""
-    values = dataclasses.asdict(model_cfg)
+    """`model.hidden_units=512, model.activation=relu`: a family's own values, those set
+    (a dropout of 0 drops nothing and says nothing)."""
+    values = {k: v for k, v in dataclasses.asdict(model_cfg).items() if v != 0}
     values.pop("family")
     return ", ".join(
         f"model.{key}={getattr(value, 'value', value)}" for key, value in values.items()
