@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from pipeline.config import ConfigError
-from pipeline.search import halving, racing, space
+from pipeline.search import driver, halving, racing, space
 
 
 def test_the_space_reads_hydras_grammar_as_the_optuna_sweeper_does():
@@ -61,40 +61,34 @@ def test_rungs_grow_by_eta_up_to_the_most_epochs():
         halving.rungs(3, 2)
 
 
-def test_a_rung_promotes_its_top_third_best_first_once_each():
-    finished = {f"t{i}": accuracy for i, accuracy in enumerate([0.91, 0.97, 0.93, 0.95, 0.90])}
-    assert halving.promotable(finished, set()) == ["t1"]  # floor(5 / 3) = 1
-    assert halving.promotable(finished, {"t1"}) == []
-    finished |= {"t5": 0.96}
-    assert halving.promotable(finished, {"t1"}) == ["t5"]  # floor(6 / 3) = 2: t1, t5
+def test_a_trial_goes_on_when_among_the_top_third_of_its_rung_so_far():
+    reached = {0: 0.91}
+    assert halving.goes_on(reached, 0)  # the first always goes on
+    reached |= {1: 0.97, 2: 0.93}
+    assert halving.goes_on(reached, 1)  # floor(3 / 3) = 1: the best
+    assert not halving.goes_on(reached, 2)
+    reached |= {3: 0.95, 4: 0.90, 5: 0.96}
+    assert halving.goes_on(reached, 5)  # floor(6 / 3) = 2: 1 and 5
+    assert not halving.goes_on(reached, 3)
+    assert not halving.goes_on({0: 0.9, 1: 0.9, 2: 0.9}, 2)  # ties: the first to reach it
 
 
 def test_asha_on_a_known_objective_takes_the_best_trials_to_the_top_rung():
-    """Trials of known quality, each rung's accuracy that quality plus a little noise: ASHA
-    sends a third of each rung on, and the truly best trials reach the top."""
+    """Trials of known quality, each rung's accuracy that quality plus a little noise: about
+    a third of each rung goes on, and the truly best trials reach the top."""
     rng = np.random.default_rng(0)
-    quality = {f"t{i}": float(q) for i, q in enumerate(rng.uniform(0.90, 0.99, 27))}
-    finished: list[dict[str, float]] = [{}, {}, {}]
-    promoted: list[set[str]] = [set(), set(), set()]
-    fresh = iter(quality)
-    for _ in range(200):
-        step = halving.next_step(finished, promoted)
-        if step is None:
-            trial, rung = next(fresh, None), 0
-            if trial is None:
+    quality = [float(q) for q in rng.uniform(0.90, 0.99, 27)]
+    reached: list[dict[int, float]] = [{}, {}, {}]
+    for trial, truth in enumerate(quality):
+        for rung in range(3):
+            reached[rung][trial] = truth + float(rng.normal(0, 0.001)) * (rung + 1)
+            if rung == 2 or not halving.goes_on(reached[rung], trial):
                 break
-        else:
-            trial, rung = step
-            promoted[rung - 1].add(trial)
-        finished[rung][trial] = quality[trial] + float(rng.normal(0, 0.001)) * (rung + 1)
-    assert len(finished[0]) == 27
-    for rung in (0, 1):  # each rung's top third went on, and not many more (ASHA promotes
-        # as a rung fills, before later trials overtake)
-        top = sorted(finished[rung], key=finished[rung].get, reverse=True)
-        assert set(top[: len(top) // 3]) <= set(finished[rung + 1])
-        assert len(finished[rung + 1]) <= 1.25 * len(top) / 3
-    best = sorted(quality, key=quality.get, reverse=True)[:3]
-    assert set(best) <= set(finished[2])
+    assert len(reached[0]) == 27
+    assert len(reached[1]) <= 27 / 3  # a late trial must beat a third of those before it
+    assert len(reached[2]) < len(reached[1])
+    best = sorted(range(27), key=quality.__getitem__, reverse=True)[:3]
+    assert set(best) <= set(reached[2])
 
 
 def _race(
@@ -122,3 +116,102 @@ def test_a_challenger_better_only_by_noise_is_rarely_crowned_a_truly_better_one_
     assert better.count(racing.Outcome.better) >= 95
     worse = [_race(rng, 0.987, 0.979) for _ in range(100)]
     assert worse.count(racing.Outcome.worse) >= 95
+
+
+class Objective:
+    """A known answer: validation accuracy peaks at dropout 0.3, rises with epochs, and each
+    seed adds noise of sd 0.1 points; `jobs` counts the jobs asked, `epochs` what they cost."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, str]] = []
+
+    def __call__(self, overrides: list[str]) -> tuple[float | None, str | None]:
+        given = dict(line.split("=", 1) for line in overrides)
+        self.jobs.append(given)
+        dropout = float(given.get("model.dropout", 0))
+        epochs = int(given.get("train.epochs", 5))
+        noise = np.random.default_rng([int(given["train.seed"]), epochs]).normal(0, 0.001)
+        value = 0.985 - 0.1 * (dropout - 0.3) ** 2 - 0.01 / epochs + noise
+        return value, f"run-{len(self.jobs)}"
+
+
+def _search(objective, trials=12, **settings):
+    found = space.parse(["model.dropout=interval(0, 0.9)"])
+    settings = driver.Settings(trials=trials, max_epochs=9, **settings)
+    return driver.Search(found, settings, objective, seed=42)()
+
+
+def test_the_search_finds_the_known_best_for_a_fraction_of_the_grids_epochs():
+    objective = Objective()
+    outcome = _search(objective, trials=20)
+    best = next(t for t in outcome.trials if t.number == outcome.best)
+    assert abs(best.params["model.dropout"] - 0.3) < 0.15, best.params
+    assert len(best.seeds) == 5 and sorted(outcome.baseline) == [42, 43, 44, 45, 46]
+    assert {"train.epochs"} & set(objective.jobs[-1]) == set(), "the baseline's epochs are conf/'s"
+    pruned = [t for t in outcome.trials if t.state == "PRUNED"]
+    assert len(pruned) >= len(outcome.trials) / 2, "halving let most trials go on"
+    # the checkpoint cache: a job goes on from the same configuration and seed's longest
+    chains: dict[tuple, int] = {}
+    for job in objective.jobs:
+        chain = tuple(sorted((k, v) for k, v in job.items() if k != "train.epochs"))
+        chains[chain] = max(chains.get(chain, 0), int(job.get("train.epochs", 5)))
+    climbed = sum(
+        e
+        for chain, e in chains.items()
+        if chain[0][0] == "model.dropout" and ("train.seed", "42") in chain
+    )
+    assert climbed <= 20 * 9 / 2, "the rungs cost half or more of every trial's 9 epochs"
+
+
+def test_the_same_search_proposes_the_same_trials_and_more_budget_goes_on_from_them():
+    first, again, more = Objective(), Objective(), Objective()
+    done = _search(first, trials=6)
+    assert [t.params for t in _search(again, trials=6).trials] == [t.params for t in done.trials]
+    assert first.jobs == again.jobs, "a replay must ask the same jobs: each is reused"
+    longer = _search(more, trials=9)
+    assert [t.params for t in longer.trials[:6]] == [t.params for t in done.trials]
+
+
+def test_noise_alone_crowns_no_challenger_and_ties_it():
+    """Every dropout is as good as another (the objective's noise alone): the contenders race
+    to a tie, and the best set names them."""
+    outcome = _search(_flat, trials=9)
+    assert outcome.best is not None
+    assert all(race["outcome"] != "better" for race in outcome.races)
+    assert len(outcome.tied) == len([t for t in outcome.trials if len(t.seeds) >= 2]) - 1
+
+
+def _flat(overrides: list[str]) -> tuple[float, str]:
+    given = dict(line.split("=", 1) for line in overrides)
+    seed, epochs = int(given["train.seed"]), int(given.get("train.epochs", 5))
+    return 0.98 + float(np.random.default_rng([seed, epochs]).normal(0, 0.0016)), "run"
+
+
+@pytest.mark.parametrize(
+    ("sweeper", "overrides", "said"),
+    [
+        (
+            {"trials": 0},
+            ["model.dropout=interval(0, 0.5)"],
+            "hydra.sweeper.trials=0 leaves no search",
+        ),
+        (
+            {"seeds": 1},
+            ["model.dropout=interval(0, 0.5)"],
+            "hydra.sweeper.seeds=1 leaves no search",
+        ),
+        ({"trails": 3}, ["model.dropout=interval(0, 0.5)"], "hydra.sweeper has no trails"),
+        ({}, ["train.epochs=3"], "the search space is empty"),
+        (
+            {},
+            ["train.epochs=3", "model.dropout=interval(0, 0.5)"],
+            "train.epochs is the search's own",
+        ),
+        ({}, ["train.optimizer=choice(adam, nadam)"], "train.optimizer=nadam, which is refused"),
+        ({}, ["train.schedule=choice(cosine, step)"], "train.schedule=step, which is refused"),
+    ],
+)
+def test_a_search_that_cannot_be_is_one_line(sweeper, overrides, said):
+    with pytest.raises(ConfigError, match=said) as caught:
+        driver.plan(sweeper, overrides, seed=42)
+    assert "\n" not in str(caught.value)

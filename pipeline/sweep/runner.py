@@ -39,7 +39,7 @@ from hydra.types import RunMode
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import PipelineError, Stopped, config, preprocess
+from pipeline import PipelineError, Stopped, config, preprocess, search
 from pipeline.common import entry, files, stops
 from pipeline.config import jobs, replicates
 from pipeline.sweep import completion, findings
@@ -78,6 +78,13 @@ def _prepared(hydra_config: DictConfig) -> None:
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
+    if hydra_config.hydra.sweeper.get("_target_") == search.SWEEPER:
+        from pipeline.search import driver  # Optuna: only for a search
+
+        sweeper = OmegaConf.to_container(hydra_config.hydra.sweeper, resolve=True)
+        task = list(hydra_config.hydra.overrides.task)
+        driver.plan(dict(sweeper), task, base.train.seed)  # type: ignore[arg-type]  # checked before its parent run opens
+        swept += search.OWN  # each job's rung and seed: in its run's name
     # A stop waits for the store's first client (a second): no MLflow module half imported.
     with preprocess.up_to_date(base), stops.deferred(), store.lock():
         store.connect()  # meanwhile: a store's first client takes a while
@@ -97,7 +104,12 @@ def _close(hydra_config: DictConfig) -> None:
     folder = Path(hydra_config.hydra.sweep.dir).resolve()
     parent = Sweep.read(folder).parent_run_id
     try:
-        report = sweep_report.publish(parent, folder)
+        if (folder / search.OUTCOME).exists():  # a search's: its own report, its winner
+            from pipeline.search import report as search_report
+
+            report = search_report.publish(parent, folder)
+        else:
+            report = sweep_report.publish(parent, folder)
         if report.best is not None and report.chosen_run is not None:
             _register(_base(hydra_config), report.best, report.chosen_run)
     except Exception as err:
