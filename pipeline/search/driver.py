@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from pipeline.analysis import stats
 from pipeline.common import files
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, replicates
 from pipeline.search import OUTCOME, OWN, halving, racing, space
 from pipeline.search.space import Space
 
@@ -110,6 +110,10 @@ def _ints(mapping: dict[str, Any]) -> dict[int, Any]:
     return {int(key): value for key, value in mapping.items()}
 
 
+def _key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
 def _text(value: Any) -> str:
     """A value as Hydra's override grammar reads it back: true/false, floats to the bit."""
     if isinstance(value, bool):
@@ -124,9 +128,11 @@ class Search:
         self.outcome = Outcome(settings.check(), knobs, settings.level)
 
     def job(self, trial: Trial | None, epochs: int | None, seed: int) -> float | None:
-        """Train one job: a trial's (None: the baseline) at `epochs` (None: conf/'s)."""
+        """Train one job: a trial's at `epochs`, or (None) the default's: conf/ as it is,
+        but for the fixed overrides that decide no number (`tracking.experiment`)."""
+        fixed = [o for o in self.space.fixed if trial or not replicates.decides(_key(o))]
         params = trial.params if trial else {}
-        overrides = [*self.space.fixed, *(f"{k}={_text(v)}" for k, v in params.items())]
+        overrides = [*fixed, *(f"{k}={_text(v)}" for k, v in params.items())]
         overrides += [f"train.epochs={epochs}"] if epochs else []
         value, run_id = self.run([*overrides, f"train.seed={seed}"])
         if trial is None:
@@ -236,7 +242,7 @@ def read(lines: list[str], seed: int) -> tuple[Space, int]:
     """The space of a search's command line and the seed its trials train with (`train.seed`
     there, or conf/'s); a ConfigError where it sets what the search sets itself."""
     found = space.parse(lines)
-    fixed = {line.partition("=")[0].lstrip("+~"): line for line in found.fixed}
+    fixed = {_key(line): line for line in found.fixed}
     for own in OWN:
         if own in found.knobs or (own == "train.epochs" and own in fixed):
             raise ConfigError(

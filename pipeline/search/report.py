@@ -3,8 +3,8 @@
 Written at a search's end into its folder (`search_report.md`, `search_trials.csv`,
 `search_rungs.png`) and onto its parent MLflow run (the description, the figure, the best
 set's metrics). Validation accuracy decided everything in the search; the test digits are read
-here for two configurations only: the winner's seeds against the baseline's (conf/ with the
-command's fixed overrides), with their intervals and Welch's test."""
+here for two configurations only: the winner's seeds against the default's (conf/ as it
+is), with their intervals and Welch's test."""
 
 from __future__ import annotations
 
@@ -106,8 +106,8 @@ def verdict(outcome: Outcome, rows: pd.DataFrame) -> list[str]:
     if min(len(winner), len(baseline)) >= 2:
         test = stats.welch(baseline, winner)
         lines.append(
-            f"On the test digits, the winner {_spread(winner)} against the baseline (conf/ "
-            f"with the fixed overrides) {_spread(baseline)}: {100 * test.effect:+.2f} points, "
+            f"On the test digits, the winner {_spread(winner)} against the default (conf/ "
+            f"as it is) {_spread(baseline)}: {100 * test.effect:+.2f} points, "
             f"p = {test.p_value:.3g} ({stats.WELCH})."
         )
     return lines
