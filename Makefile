@@ -46,9 +46,9 @@ sweep: install ## the overfitting sweep: epochs 5,10,20 x batch 64,128,256, 3 se
 	python -m pipeline.sweep -m grid=overfitting
 
 check: install ## the gate CI runs first: ruff check, ruff format --check, mypy (pinned)
-	ruff check pipeline bench tests
-	ruff format --check pipeline bench tests
-	mypy pipeline bench
+	ruff check pipeline hydra_plugins bench tests
+	ruff format --check pipeline hydra_plugins bench tests
+	mypy pipeline hydra_plugins bench
 
 test: $(VENV)/.installed ## the fast tests: no servers, browser or real-MNIST training
 	pytest -m "not e2e and not server and not browser"

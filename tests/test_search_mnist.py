@@ -50,10 +50,9 @@ def _versions(lab) -> int:
     return len(client.search_model_versions("name = 'mnist'"))
 
 
-def test_a_search_stopped_by_ctrl_c_goes_on_with_the_same_command_and_names_its_best(
-    lab, tmp_path
-):
-    before, versions = len(_jobs(lab)), _versions(lab)
+def _stopped_after_three_jobs(lab, tmp_path) -> int:
+    """Ctrl-C once three of the search's jobs are done: it exits 130, its parent KILLED."""
+    before = len(_jobs(lab))
     with (tmp_path / "search.log").open("w") as out:
         process = in_a_terminal(
             [*SEARCH, f"hydra.sweep.dir={tmp_path / 'stopped'}"],
@@ -69,14 +68,36 @@ def test_a_search_stopped_by_ctrl_c_goes_on_with_the_same_command_and_names_its_
     finally:
         process.kill()
     assert [p.info.status for p in _parents(lab)] == ["KILLED"]
-    stopped = len(_jobs(lab))
+    return len(_jobs(lab)) - before
 
+
+def _reported(lab, parent, folder) -> None:
+    """The parent's description is the report, its artifacts the report's files."""
+    note = parent.data.tags[names.NOTE]
+    assert note.startswith("# Search: 4 trials over rungs of [1, 3] epochs")
+    assert "Best: trial " in note and "On the test digits, the winner " in note
+    assert "Welch's t-test" in note
+    client, _ = lab.runs()
+    listed = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {search_report.MARKDOWN, search_report.PLOT, search_report.CSV} <= listed
+    trials = pd.read_csv(folder / search_report.CSV)
+    assert len(trials) == 4 and "model.dropout" in trials
+    best_run = parent.data.tags[names.BEST_RUN_ID]
+    registered = client.search_model_versions(f"name = 'mnist' and run_id = '{best_run}'")
+    assert len(registered) == 1, "the version is not the winner's first seed"
+
+
+def test_a_search_stopped_by_ctrl_c_goes_on_with_the_same_command_and_names_its_best(
+    lab, tmp_path
+):
+    before, versions = len(_jobs(lab)), _versions(lab)
+    stopped = _stopped_after_three_jobs(lab, tmp_path)
     folder = tmp_path / "resumed"
-    output = lab.sh(*SEARCH, f"hydra.sweep.dir={folder}")
+    output = lab.sh(*SEARCH, f"hydra.sweep.dir={folder}")  # the same command
     done = _jobs(lab)
     keys = Counter(r.data.tags[names.JOB_KEY] for r in done)
     assert set(keys.values()) == {1}, "a job trained twice"
-    assert output.count("reusing run ") >= stopped - before
+    assert output.count("reusing run ") >= stopped
     parent = _parents(lab)[-1]
     assert parent.info.status == "FINISHED"
     outcome = json.loads((folder / OUTCOME).read_text())
@@ -84,20 +105,8 @@ def test_a_search_stopped_by_ctrl_c_goes_on_with_the_same_command_and_names_its_
     assert {t["state"] for t in outcome["trials"]} <= {"COMPLETE", "PRUNED"}
     epochs = Counter(int(r.data.params["train.epochs"]) for r in done[before:])
     assert epochs[1] == 4 and epochs[3] >= 1, "every trial at the first rung, some at 3"
-
-    note = parent.data.tags[names.NOTE]
-    assert note.startswith("# Search: 4 trials over rungs of [1, 3] epochs")
-    assert "Best: trial " in note and "On the test digits, the winner " in note
-    assert "Welch's t-test" in note
-    best_run = parent.data.tags[names.BEST_RUN_ID]
-    client, _ = lab.runs()
-    listed = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {search_report.MARKDOWN, search_report.PLOT, search_report.CSV} <= listed
-    trials = pd.read_csv(folder / search_report.CSV)
-    assert len(trials) == 4 and "model.dropout" in trials
+    _reported(lab, parent, folder)
     assert _versions(lab) == versions + 1, "a search adds one registry version"
-    registered = client.search_model_versions(f"name = 'mnist' and run_id = '{best_run}'")
-    assert len(registered) == 1, "the version is not the winner's first seed"
 
     again = lab.sh(*SEARCH, f"hydra.sweep.dir={tmp_path / 'again'}")
     assert " jobs: 0 run, " in again.split("# Search:")[1].splitlines()[0], "it trained again"

@@ -61,10 +61,10 @@ def expand(argv: list[str]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(words)
     except HydraException:
         return argv  # not ours to judge: Hydra says what is wrong with it
-    plain = [
+    plain = [  # not `search=NAME` either: it sets hydra.sweeper (conf/search/)
         str(o.input_line)
         for o in parsed
-        if not o.is_sweep_override() and not o.is_hydra_override()
+        if not o.is_sweep_override() and not o.is_hydra_override() and o.key_or_group != "search"
     ]
     composed = config.compose(plain)
     count = int(composed["replicates"])

@@ -265,6 +265,7 @@ def plan(sweeper: dict[str, Any], arguments: list[str], seed: int) -> tuple[Spac
         raise ConfigError(f"hydra.sweeper has no {', '.join(unknown)}: it has {sorted(known)}")
     settings = Settings(**sweeper)
     settings.check()
-    lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
+    lines = [f"{key}={value}" for key, value in params.items()]
+    lines += [line for line in arguments if _key(line) != "search"]  # in hydra.sweeper now
     found, seed = read(lines, seed)
     return found, settings, seed

@@ -78,13 +78,7 @@ def _prepared(hydra_config: DictConfig) -> None:
 def _open(hydra_config: DictConfig) -> None:
     base = _base(hydra_config)
     given, swept = _overrides(hydra_config.hydra)
-    if hydra_config.hydra.sweeper.get("_target_") == search.SWEEPER:
-        from pipeline.search import driver  # Optuna: only for a search
-
-        sweeper = OmegaConf.to_container(hydra_config.hydra.sweeper, resolve=True)
-        task = list(hydra_config.hydra.overrides.task)
-        driver.plan(dict(sweeper), task, base.train.seed)  # type: ignore[arg-type]  # checked before its parent run opens
-        swept += search.OWN  # each job's rung and seed: in its run's name
+    swept += search.checked(hydra_config.hydra, base.train.seed)  # a search's own keys
     # A stop waits for the store's first client (a second): no MLflow module half imported.
     with preprocess.up_to_date(base), stops.deferred(), store.lock():
         store.connect()  # meanwhile: a store's first client takes a while
