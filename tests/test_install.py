@@ -32,9 +32,10 @@ def _run(*command: str, cwd: Path, env: dict | None = None) -> str:
 @pytest.mark.e2e  # builds a wheel (pip fetches setuptools from the package index once)
 def test_a_wheel_install_holds_every_module_and_runs_the_commands(tmp_path):
     source = tmp_path / "source"  # built outside the checkout: no build/ or egg-info left in it
-    shutil.copytree(
-        ROOT / "pipeline", source / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in ("pipeline", "hydra_plugins"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     pip = (sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet")
@@ -65,6 +66,11 @@ def test_a_wheel_install_holds_every_module_and_runs_the_commands(tmp_path):
         env=env,
     )
     assert "epochs: 3" in composed
+    plugins = _run(
+        sys.executable, "-m", "pipeline.search", "--info", "plugins", cwd=project, env=env
+    )
+    assert "SearchSweeper" in plugins and "hydra_plugins.pipeline_search" in plugins, plugins
+    assert (site / "hydra_plugins" / "pipeline_search" / "search_sweeper.py").exists()
     assert "usage: python -m pipeline.server" in _run(
         sys.executable, "-m", "pipeline.server", "--help", cwd=project, env=env
     )

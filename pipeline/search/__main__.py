@@ -13,5 +13,7 @@ if __name__ == "__main__":
     stops.starting("pipeline.search")  # Ctrl-C while the modules import: exit 130
     from pipeline.sweep import runner
 
-    sys.argv[1:] = ["--multirun", "hydra/sweeper=search", *sys.argv[1:]]
+    asks = {"--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"} & set(sys.argv)
+    mode = [] if asks else ["--multirun"]  # Hydra takes one of them: `--info plugins` alone
+    sys.argv[1:] = [*mode, "hydra/sweeper=search", *sys.argv[1:]]
     runner.command()
