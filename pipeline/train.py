@@ -65,7 +65,7 @@ def run(
     files.write_text(Path(paths.history), history.to_csv(index=False))
     files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
     record.artifacts([Path(paths.history)])
-    model_uri = registry.log_model(net)
+    model_uri = registry.log_model(net, params=record.made_by(cfg))
     val_accuracy = _log_kept_accuracies(history)
     if register:
         register_version(cfg, paths, net, model_uri, val_accuracy)

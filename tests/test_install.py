@@ -29,8 +29,8 @@ def _run(*command: str, cwd: Path, env: dict | None = None) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.e2e  # builds a wheel (pip fetches setuptools from the package index once)
-def test_a_wheel_install_holds_every_module_and_runs_the_commands(tmp_path):
+def _installed(tmp_path: Path) -> Path:
+    """The wheel of the source tree, built and installed as users do: where it went."""
     source = tmp_path / "source"  # built outside the checkout: no build/ or egg-info left in it
     for package in ("pipeline", "hydra_plugins"):
         shutil.copytree(
@@ -43,6 +43,12 @@ def test_a_wheel_install_holds_every_module_and_runs_the_commands(tmp_path):
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     site = tmp_path / "site"
     _run(*pip, "install", "--no-deps", "--target", str(site), str(wheel), cwd=tmp_path)
+    return site
+
+
+@pytest.mark.e2e  # builds a wheel (pip fetches setuptools from the package index once)
+def test_a_wheel_install_holds_every_module_and_runs_the_commands(tmp_path):
+    site = _installed(tmp_path)
     assert _modules(site) == _modules(ROOT), "the wheel lacks modules of the source tree"
 
     project = tmp_path / "project"  # a user's folder: the config, not the source

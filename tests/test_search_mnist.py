@@ -85,6 +85,12 @@ def _reported(lab, parent, folder) -> None:
     best_run = parent.data.tags[names.BEST_RUN_ID]
     registered = client.search_model_versions(f"name = 'mnist' and run_id = '{best_run}'")
     assert len(registered) == 1, "the version is not the winner's first seed"
+    (model,) = client.search_logged_models(
+        [parent.info.experiment_id], f"source_run_id = '{best_run}'"
+    )
+    linked = {m.key for m in model.metrics}  # the Models tab lists them beside it
+    assert {names.VAL_ACCURACY, names.TEST_ACCURACY} <= linked, linked
+    assert model.params["train.optimizer"] in ("rmsprop", "adam")
 
 
 def test_a_search_stopped_by_ctrl_c_goes_on_with_the_same_command_and_names_its_best(

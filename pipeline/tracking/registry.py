@@ -53,8 +53,9 @@ def _requirements() -> list[str]:
     return found
 
 
-def log_model(model: Any) -> str:
-    """Log the Keras model in the active run, with its signature; return its `models:/` URI.
+def log_model(model: Any, params: dict[str, Any] | None = None) -> str:
+    """Log the Keras model in the active run, with its signature and the params that made it
+    (the experiment's Models tab shows them beside it); return its `models:/` URI.
 
     No input example: with Keras 3 it crashes log_model (mlflow/mlflow#16183, still open).
     """
@@ -63,7 +64,11 @@ def log_model(model: Any) -> str:
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]),
     )
     info = mlflow.keras.log_model(
-        model, name=MODEL_NAME, signature=signature, pip_requirements=_requirements()
+        model,
+        name=MODEL_NAME,
+        signature=signature,
+        pip_requirements=_requirements(),
+        params={key: str(value) for key, value in (params or {}).items()},
     )
     return info.model_uri
 
