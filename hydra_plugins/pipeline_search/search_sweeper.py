@@ -42,4 +42,10 @@ class SearchSweeper(Sweeper):
         seed = int(OmegaConf.select(self.hydra_config, "train.seed"))
         space, settings, seed = driver.plan(self.sweeper, arguments, seed)
         search = driver.Search(space, settings, self._run, seed)
-        return [search(Path(str(self.hydra_config.hydra.sweep.dir)))]
+        try:
+            return [search(Path(str(self.hydra_config.hydra.sweep.dir)))]
+        except Exception:  # Hydra ends no sweep that raised: its parent run is not left RUNNING
+            from pipeline.tracking import sweeps
+
+            sweeps.end_own("FAILED")
+            raise
