@@ -3,6 +3,9 @@ and seed racing, on synthetic objectives whose answers are known."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -215,3 +218,31 @@ def test_a_search_that_cannot_be_is_one_line(sweeper, overrides, said):
     with pytest.raises(ConfigError, match=said) as caught:
         driver.plan(sweeper, overrides, seed=42)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
+        (
+            ["hydra.sweeper.trials=0", "model.dropout=interval(0, 0.5)"],
+            "trials=0 leaves no search",
+        ),
+        (["model.dropout=interval(0, 1)"], "reaches model.dropout=1.0, which is refused"),
+        (["train.optimizer=choice(adam, nadam)"], "train.optimizer=nadam, which is refused"),
+    ],
+)
+def test_the_search_command_says_what_cannot_be_searched_in_one_line_and_opens_no_run(
+    tmp_path, words, said
+):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.search", *words, f"hydra.sweep.dir={tmp_path / 's'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in output, output[-2000:]
+    (line,) = [line for line in output.splitlines() if "error:" in line]
+    assert said in line
+    assert not (tmp_path / "mlflow.db").exists(), "a run was opened for a search that cannot be"
