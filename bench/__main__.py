@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import measure
 from bench.floor import compute_floor
 from bench.harness import Project, machine
-from bench.report import markdown
+from bench.report import write
 from bench.sandbox import ROOT
 
 
@@ -53,10 +53,9 @@ def main() -> None:
         results["reproduce"] = measure.reproduction(project, args.reps)
         results["checkpoints"] = measure.checkpoints(project)
         results["reuse"] = measure.reuse(project)  # after checkpoints(): its grid again
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    report = markdown(results)
-    args.output.with_name("RESULTS.md").write_text(report)
-    print(report)  # noqa: T201
+    if args.output.exists():  # `python -m bench.search`'s figures: measured apart, kept
+        results |= {k: v for k, v in json.loads(args.output.read_text()).items() if k == "search"}
+    write(results, args.output)
 
 
 if __name__ == "__main__":

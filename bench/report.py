@@ -3,7 +3,9 @@ behind them, as the markdown of bench/RESULTS.md. Pure: results.json's dict in, 
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
 from bench.measure import BACKENDS
 
@@ -198,7 +200,7 @@ def details(results: dict) -> list[str]:
         f"| dvc repro train+evaluate on {BACKENDS[other]} (`KERAS_BACKEND={other}`) | "
         f"{overhead['repro_other_backend_s']:.1f} s |"
     )
-    return lines + checkpoint_details(results["checkpoints"])
+    return lines + checkpoint_details(results["checkpoints"]) + search_details(results)
 
 
 def checkpoint_details(cache: dict) -> list[str]:
@@ -296,3 +298,32 @@ def quality_targets(quality: dict) -> list[tuple[str, str, str, bool]]:
             )
         )
     return rows
+
+
+def search_details(results: dict) -> list[str]:
+    """The search's figures behind its targets (`python -m bench.search`)."""
+    found = results.get("search")
+    if not found:
+        return []
+    cost = found["cost"]
+    lines = [
+        f"| the 3x3 space ({found['date'][:10]}): the grid, 3 seeds x 9 epochs each / the "
+        f"search, {cost['search_trials']} trials | {cost['grid_s']:.0f} s / "
+        f"{cost['search_s']:.0f} s |"
+    ]
+    if quality := found.get("quality"):
+        winner = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in quality["winner"].items())  # fmt: skip
+        lines.append(
+            f"| `search=mlp`: {quality['trials']} trials over rungs of {quality['rungs']} "
+            f"epochs; its winner | {winner} |"
+        )
+    return lines
+
+
+def write(results: dict, output: Path) -> None:
+    """results.json and RESULTS.md beside it, and the report on stdout."""
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    report = markdown(results)
+    output.with_name("RESULTS.md").write_text(report)
+    print(report)  # noqa: T201

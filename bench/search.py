@@ -30,7 +30,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from bench.harness import Project, median
-from bench.report import markdown
+from bench.report import write
 from bench.sandbox import ROOT
 from pipeline.search.driver import Outcome
 from pipeline.sweep import findings
@@ -161,11 +161,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         print("preparing a copy of the project and its data ...", file=sys.stderr)  # noqa: T201
         found["cost"] = cost(Project(Path(folder)))
-    results["search"] = found
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    report = markdown(results)
-    args.output.with_name("RESULTS.md").write_text(report)
-    print(report)  # noqa: T201
+    write(results | {"search": found}, args.output)
 
 
 if __name__ == "__main__":
