@@ -168,7 +168,6 @@ def run(
         meta = preprocess.read_meta(prepared)
         record.data(x, y, meta, source=str(prepared), context="testing")
         _record(metrics, matrix, [Path(paths.metrics), Path(paths.predictions)])
-        record.on_the_model(metrics, step=int(final["epoch"]))  # the Models tab's
         record.artifacts(drawn.result(), PLOTS)
     _report(metrics, table)
     return metrics

@@ -66,16 +66,21 @@ def run(
     files.write_text(Path(paths.environment), json.dumps(facts, indent=2) + "\n")
     record.artifacts([Path(paths.history)])
     model_uri = registry.log_model(net, params=record.made_by(cfg))
-    val_accuracy = _log_kept_accuracies(history)
+    val_accuracy = _log_kept_accuracies(history, model_uri)
     if register:
         register_version(cfg, paths, net, model_uri, val_accuracy)
     return net, history, model_uri
 
 
-def _log_kept_accuracies(history: pd.DataFrame) -> float | None:
-    """Log the kept epoch's training and validation accuracy; return the validation one."""
+def _log_kept_accuracies(history: pd.DataFrame, model_uri: str) -> float | None:
+    """Log the kept epoch's training and validation accuracy; return the validation one,
+    linked to the logged model too (MLflow 3's `model_id`: the Models tab lists it beside the
+    test metrics evaluate logs, which MLflow links to the run's model itself)."""
     final = overfitting.kept(history)
     val_accuracy = float(final["val_accuracy"]) if "val_accuracy" in final else None
+    if val_accuracy is not None:
+        kept = {names.KEPT_VAL_ACCURACY: val_accuracy}
+        record.metrics(kept, model_id=model_uri.removeprefix("models:/"))
     log.info(
         "final training accuracy %.2f%%%s",
         100 * final["accuracy"],

@@ -57,6 +57,7 @@ TRAIN_TEST_GAP_EVALUATED = (
 BEST_VAL_LOSS_EPOCH, BEST_VAL_ACCURACY_EPOCH = "best_val_loss_epoch", "best_val_accuracy_epoch"
 ONSET = "overfitting_onset_epoch"
 EPOCHS_TRAINED, KEPT_EPOCH = "epochs_trained", "kept_epoch"
+KEPT_VAL_ACCURACY = "kept_val_accuracy"  # its epoch's val_accuracy, one number: on the model
 # A metric's 95% interval: `test_accuracy` has `test_accuracy_ci_low` and `test_accuracy_ci_high`
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 # Over a configuration's replicates (a sweep's parent run): `val_accuracy_mean`, `..._sd`, ...

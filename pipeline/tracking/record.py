@@ -18,7 +18,6 @@ from pipeline.common import provenance
 from pipeline.config import replicates
 from pipeline.tracking import names, store
 
-MODEL_METRICS = (names.VAL_ACCURACY, names.TEST_ACCURACY, names.TRAIN_TEST_GAP)
 # Tags and artifacts that `reproduce` reads back.
 DIFF_ARTIFACT = "source.diff"
 CONFIG_ARTIFACT = "config.yaml"
@@ -98,25 +97,6 @@ def metrics(
     Synchronous: MLflow's async logging saves milliseconds an epoch but its shutdown at the
     run's end costs more than a 5-epoch run saves."""
     mlflow.log_metrics(values, step=step, model_id=model_id)
-
-
-def on_the_model(values: dict[str, Any], step: int) -> None:
-    """A run's accuracies linked to its logged model too (MLflow 3's `model_id`), so that the
-    experiment's Models tab lists each model with them, as runs are compared."""
-    linked = {key: values[key] for key in MODEL_METRICS if values.get(key) is not None}
-    if linked and (model_id := logged_model_id()):
-        metrics(linked, step=step, model_id=model_id)
-
-
-def logged_model_id() -> str | None:
-    """The id of the model the open run logged (`models:/<id>`), None if it logged none."""
-    run = mlflow.active_run()
-    if run is None:
-        return None
-    found = store.connect().search_logged_models(
-        [run.info.experiment_id], f"source_run_id = '{run.info.run_id}'", max_results=1
-    )
-    return found[0].model_id if found else None
 
 
 def epoch(number: int, values: dict[str, float]) -> None:
