@@ -84,10 +84,13 @@ def search_details(results: dict) -> list[str]:
     if not found:
         return []
     cost = found["cost"]
+    per_job = cost["per_trial_beyond_epochs_s"] * cost["search_trials"] / cost["search_jobs"]
     lines = [
         f"| the 3x3 space ({found['date'][:10]}): the grid, 3 seeds x 9 epochs each / the "
         f"search, {cost['search_trials']} trials | {cost['grid_s']:.0f} s / "
-        f"{cost['search_s']:.0f} s |"
+        f"{cost['search_s']:.0f} s |",
+        f"| the search's jobs (trials' rungs, races, the default's seeds), each beyond its "
+        f"epochs | {cost['search_jobs']}, {per_job:.2f} s |",
     ]
     if quality := found.get("quality"):
         winner = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
