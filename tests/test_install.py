@@ -75,8 +75,9 @@ def test_a_wheel_install_holds_every_module_and_runs_the_commands(tmp_path):
     plugins = _run(
         sys.executable, "-m", "pipeline.search", "--info", "plugins", cwd=project, env=env
     )
-    assert "SearchSweeper" in plugins and "hydra_plugins.pipeline_search" in plugins, plugins
-    assert (site / "hydra_plugins" / "pipeline_search" / "search_sweeper.py").exists()
+    assert "\t\tSearchSweeper\n" in plugins, plugins  # Hydra found the search's sweeper
+    where = "import hydra_plugins.pipeline_search.search_sweeper as m; print(m.__file__)"
+    assert _run(sys.executable, "-c", where, cwd=project, env=env).startswith(str(site))
     assert "usage: python -m pipeline.server" in _run(
         sys.executable, "-m", "pipeline.server", "--help", cwd=project, env=env
     )
