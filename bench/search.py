@@ -89,7 +89,8 @@ def cost(project: Project) -> dict:
         f"hydra.sweep.dir={folder}",
     )[0]  # fmt: skip
     outcome = Outcome.read(folder)
-    winner = next(t for t in outcome.trials if t.number == outcome.best)
+    winner = outcome.winner()
+    assert winner is not None, "the search named no winner"
     found = (float(winner.params["train.learning_rate"]), float(winner.params["model.dropout"]))
     client = MlflowClient(f"sqlite:///{project.path / 'mlflow.db'}")
     first = [r for t in outcome.trials for k, r in t.runs.items() if k.startswith("1/")]
@@ -120,9 +121,9 @@ def quality(folder: Path) -> dict:
     """The documented search's figures, from its folder and this project's store."""
     outcome = Outcome.read(folder)
     client = MlflowClient(store.uri())
-    winner = next(t for t in outcome.trials if t.number == outcome.best)
-    top = outcome.rungs[-1]
-    mine = [winner.runs[f"{top}/{seed}"] for seed in sorted(winner.seeds)]
+    winner = outcome.winner()
+    assert winner is not None, "the search named no winner"
+    mine = winner.seeded_runs(outcome.rungs[-1])
     sweep = Path(tempfile.mkdtemp(prefix="sweep-best-"))
     command = [
         "-m",

@@ -147,7 +147,8 @@ def _search(objective, trials=12, **settings):
 def test_the_search_finds_the_known_best_for_a_fraction_of_the_grids_epochs():
     objective = Objective()
     outcome = _search(objective, trials=20)
-    best = next(t for t in outcome.trials if t.number == outcome.best)
+    best = outcome.winner()
+    assert best is not None
     assert abs(best.params["model.dropout"] - 0.3) < 0.15, best.params
     assert len(best.seeds) == 5 and sorted(outcome.baseline) == [42, 43, 44, 45, 46]
     assert {"train.epochs"} & set(objective.jobs[-1]) == set(), "the baseline's epochs are conf/'s"

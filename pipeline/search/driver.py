@@ -1,7 +1,7 @@
 """The search's loop, on any objective: Optuna's TPE proposes (ask/tell, seeded), each trial
 climbs the rungs of successive halving while it stays in the top 1/eta (`halving`), the
-best of the top rung race on seeds (`racing`), and the winner and the baseline (conf/ with
-the command's fixed overrides) each get the most seeds, for the report's test.
+best of the top rung race on seeds (`racing`), and the winner and the default (conf/ as it
+is: the baseline) each get the most seeds, for the report's test.
 
 A job is `run(overrides)`: its validation accuracy (None where it failed) and its run id.
 In a sweep that is a Hydra job (`hydra_plugins/pipeline_search`), whose key makes a job done
@@ -77,6 +77,10 @@ class Trial:
     def values(self) -> list[float]:
         return [self.seeds[seed] for seed in sorted(self.seeds)]
 
+    def seeded_runs(self, epochs: int) -> list[str]:
+        """Its runs at the top rung (`epochs`), one per seed raced, in the seeds' order."""
+        return [self.runs[f"{epochs}/{seed}"] for seed in sorted(self.seeds)]
+
 
 @dataclass
 class Outcome:
@@ -91,6 +95,9 @@ class Outcome:
     best: int | None = None  # the winning trial
     tied: list[int] = field(default_factory=list)  # trials the seeds cannot tell from it
     baseline: dict[int, str] = field(default_factory=dict)  # seed -> run id
+
+    def winner(self) -> Trial | None:
+        return next((t for t in self.trials if t.number == self.best), None)
 
     def write(self, folder: Path) -> None:
         text = json.dumps(dataclasses.asdict(self), indent=2, default=str)

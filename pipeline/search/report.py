@@ -99,9 +99,7 @@ def verdict(outcome: Outcome, rows: pd.DataFrame) -> list[str]:
             f"Race: trial {race['challenger']} against trial {race['incumbent']}: "
             f"{race['outcome']} ({race['seeds'][1]} and {race['seeds'][0]} seeds{p})."
         )
-    winner = _on_test(
-        rows, [r for k, r in best.runs.items() if k.startswith(f"{outcome.rungs[-1]}/")]
-    )
+    winner = _on_test(rows, best.seeded_runs(outcome.rungs[-1]))
     baseline = _on_test(rows, list(outcome.baseline.values()))
     if min(len(winner), len(baseline)) >= 2:
         test = stats.welch(baseline, winner)
@@ -135,13 +133,12 @@ def document(outcome: Outcome, rows: pd.DataFrame, weights: dict[str, float]) ->
 
 def _best(outcome: Outcome, rows: pd.DataFrame) -> tuple[findings.Best | None, str | None]:
     """The winner as the sweep's registration reads it, and its first seed's run."""
-    if outcome.best is None:
+    winner = outcome.winner()
+    if winner is None:
         return None, None
-    by_number = {t.number: t for t in outcome.trials}
-    winner = by_number[outcome.best]
-    top = outcome.rungs[-1]
-    own = [winner.runs[f"{top}/{seed}"] for seed in sorted(winner.seeds)]
+    own = winner.seeded_runs(outcome.rungs[-1])
     runs = rows[rows["run_id"].isin(own)]
+    by_number = {t.number: t for t in outcome.trials}
     tied = [_label(by_number[n]) for n in outcome.tied]
     return findings.Best(_label(winner), winner.params, runs, tied, stats.WELCH, []), own[0]
 
