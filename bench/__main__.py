@@ -18,7 +18,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import measure
+from bench import costs, measure
 from bench.floor import compute_floor
 from bench.harness import Project, machine
 from bench.report import write
@@ -53,8 +53,11 @@ def main() -> None:
         results["reproduce"] = measure.reproduction(project, args.reps)
         results["checkpoints"] = measure.checkpoints(project)
         results["reuse"] = measure.reuse(project)  # after checkpoints(): its grid again
-    if args.output.exists():  # `python -m bench.search`'s figures: measured apart, kept
-        results |= {k: v for k, v in json.loads(args.output.read_text()).items() if k == "search"}
+        results["costs"] = costs.measured(project)
+    if args.output.exists():  # measured apart, kept: `python -m bench.search`'s figures, and
+        # the fixed costs before issue 37's work (bench.costs on that commit)
+        kept = ("search", "costs_before")
+        results |= {k: v for k, v in json.loads(args.output.read_text()).items() if k in kept}
     write(results, args.output)
 
 

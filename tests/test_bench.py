@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import costs
 from bench.floor import flops_per_epoch
 from bench.harness import timed
 
@@ -23,3 +24,23 @@ def test_peak_memory_is_the_commands_own(tmp_path):
     _, big, output = timed(["python3", "-c", grow], tmp_path, None)
     assert output.strip() == "done"
     assert small < 60 and 200 < big < 300
+
+
+def test_a_phase_is_timed_without_the_phases_inside_it(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(costs.time, "perf_counter", lambda: now[0])
+    clock = costs.Clock()
+
+    def inner():
+        now[0] += 2
+
+    def outer():
+        now[0] += 1
+        timed_inner()
+        now[0] += 3
+
+    timed_inner, timed_outer = clock.wrap("inner", inner), clock.wrap("outer", outer)
+    clock.wrap(costs.JOB, lambda: None)()  # a job begins: its phases are its own
+    timed_outer()
+    timed_inner()
+    assert clock.jobs[0] == {} and clock.jobs[1] == {"other": 0, "outer": 4, "inner": 4}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import builtins
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -54,6 +56,37 @@ def test_the_same_model_saves_to_the_same_bytes(tiny_cfg, tiny_data, tmp_path):
     for a, b in zip(loaded.get_weights(), first.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.optimizer.iterations.numpy() == first.optimizer.iterations.numpy()
+
+
+def test_a_loaded_model_keeps_its_compilations_for_the_next_process(tiny_cfg, tiny_data, tmp_path):
+    """evaluate and predict load a model in a process of their own: what XLA compiles for it
+    is kept, as training's is, and the next such process compiles nothing anew."""
+    x, y = tiny_data
+    net, _ = engine.train(tiny_cfg, x, y)
+    model.save(net, tmp_path / "model.keras")
+    np.save(tmp_path / "digits.npy", x[:8])
+    predict = (
+        "import sys, numpy as np; from pathlib import Path; from pipeline.training import model; "
+        "net = model.load(Path(sys.argv[1])); "
+        "print(net.predict(np.load(sys.argv[2]), verbose=0).argmax(axis=1).tolist())"
+    )
+    cache = tmp_path / "compilations"
+    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(cache)}
+    command = [
+        sys.executable,
+        "-c",
+        predict,
+        str(tmp_path / "model.keras"),
+        str(tmp_path / "digits.npy"),
+    ]
+
+    def run() -> tuple[str, list[str]]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        return done.stdout, sorted(p.name for p in cache.iterdir())
+
+    (first, kept), (second, after) = run(), run()
+    assert kept, "a loaded model's compilations were not kept"
+    assert second == first and after == kept
 
 
 def test_missing_model_names_the_file_and_the_fix(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`train.keep_compilations`)
+JAX_CACHE = ".jax-cache"  # XLA's compilations on JAX, beside the store (`model.keep_compilations`)
 COMPILATIONS = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable for where they are kept
 
 

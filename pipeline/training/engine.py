@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline import config
 from pipeline.analysis import overfitting
-from pipeline.common import project, stops
+from pipeline.common import stops
 from pipeline.training import callbacks, internals, model
 from pipeline.training.callbacks import EarlyStopping, EpochSink, Row
 from pipeline.training.checkpoints import Saved, Training
@@ -34,7 +34,7 @@ def fresh_start(value: int) -> None:
     kept, everything seeded with `value`."""
     # free_memory=False: its gc.collect() would cost a sweep job more than the rest of this
     keras.backend.clear_session(free_memory=False)
-    keep_compilations()
+    model.keep_compilations()
     internals.without_tensorflow()
     seed(value)
 
@@ -49,19 +49,6 @@ def seed(value: int) -> None:
     else:
         random.seed(value)
         np.random.seed(value)
-
-
-def keep_compilations() -> None:
-    """On JAX, keep XLA's compiled steps across processes in `<project root>/.jax-cache`, or
-    where JAX_COMPILATION_CACHE_DIR says (`reproduce` points a rebuild at its project's): a
-    training of the same shapes then skips compiling its first epoch (docs/performance.md).
-    The same compiled code gives the same numbers. TensorFlow traces its steps in Python:
-    nothing to keep."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", project.compilations())
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 # A training's state beyond its history: the variables Keras' `save_weights` keeps (the

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from pipeline import PipelineError
-from pipeline.common import files
+from pipeline.common import files, project
 from pipeline.common.mnist import INPUT_DIM, NUM_CLASSES
 from pipeline.config import ConfigError, Loss, ModelConfig, TrainConfig
 from pipeline.training import internals, optimizers
@@ -174,10 +174,25 @@ def restamp(saved: Path, path: Path) -> None:
             out.writestr(entry, internals.stable(info.filename, content))
 
 
+def keep_compilations() -> None:
+    """On JAX, keep XLA's compilations across processes in `<project root>/.jax-cache`, or
+    where JAX_COMPILATION_CACHE_DIR says (`reproduce` points a rebuild at its project's): a
+    training of the same shapes then skips compiling its first epoch, and a loaded model its
+    build and predict steps (docs/performance.md). The same compiled code gives the same
+    numbers. TensorFlow traces its steps in Python: nothing to keep."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", project.compilations())
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
 def load(path: Path) -> keras.Model:
-    """Load a `.keras` file with Keras' safe mode on (no arbitrary code from the file)."""
+    """Load a `.keras` file with Keras' safe mode on (no arbitrary code from the file), its
+    compilations kept (`keep_compilations`)."""
     if not Path(path).is_file():
         raise ModelError(f"model file {path} does not exist; run `dvc repro train`")
+    keep_compilations()
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, OSError, zipfile.BadZipFile, KeyError, TypeError) as err:
