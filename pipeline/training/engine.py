@@ -197,16 +197,6 @@ def _logged(cfg: config.Config, on_epoch: EpochSink | None) -> EpochSink:
     return sink
 
 
-def _fed(x: np.ndarray, targets: np.ndarray) -> tuple[Any, Any]:
-    """The arrays as `fit` takes them fastest: on JAX, NumPy's (Keras slices each batch in
-    NumPy and hands it to the compiled step; given JAX arrays, it dispatches a gather of its
-    own per batch, which made an epoch up to twice as slow); on TensorFlow, its tensors (no
-    copy per fit). The same batches either way: the same weights (docs/performance.md)."""
-    if keras.backend.backend() == "jax":
-        return x, targets
-    return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(targets)
-
-
 def train(
     cfg: config.Config,
     x: np.ndarray,
@@ -229,7 +219,9 @@ def train(
     stopper: EarlyStopping | None = start_at.stopper
     keep = [Keep(saved_in, recorder)] if saved_in else []
     stop_on_nan = callbacks.StopOnNaN(cfg.train.learning_rate)
-    features, targets = _fed(x, model.targets(y, cfg.train.loss))
+    # Backend tensors, not numpy arrays: Keras skips a per-fit copy and per-batch slicing.
+    features = keras.ops.convert_to_tensor(x)
+    targets = keras.ops.convert_to_tensor(model.targets(y, cfg.train.loss))
     with stops.deferred():
         net.fit(
             features,
