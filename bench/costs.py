@@ -2,13 +2,15 @@
 costs, timed in the process that pays them.
 
     python -m bench.costs train       # in a project copy: `python -m pipeline.train`
+    python -m bench.costs evaluate    # ... then `python -m pipeline.evaluate`
     python -m bench.costs sweep       # ... a sweep of two 1-epoch jobs
 
 Runs the command in this process with its phases wrapped in wall-clock timers (no profiler:
 its overhead would distort the Python-heavy phases it is asked to find). A phase's time is
 its own, less the phases inside it; `other` is what no phase holds. Prints one JSON line: the
-imports, then for `train` the seconds from the process's start to its first training step,
-for `sweep` each job's phases (the first compiles, the second is a steady job's).
+imports, the whole process, for `train` the seconds from its start to its first training
+step, and the phases: a stage's, or for `sweep` each job's (the first compiles, the second
+is a steady job's) after the sweep's own.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ PHASES = {
     "environment facts": ("pipeline.common.provenance", "environment", None),
     "MLflow: data described": ("pipeline.tracking.record", "data", None),
     "model: built and compiled": ("pipeline.training.model", "build", None),
+    "model: loaded": ("pipeline.training.model", "load", None),
+    "MLflow: the run that trained it found": ("pipeline.tracking.runs", "find", None),
     FIT: ("keras", "fit", "Model"),
     "model: saved": ("pipeline.training.model", "save", None),
     "MLflow: model logged": ("pipeline.tracking.registry", "log_model", None),
@@ -107,6 +111,7 @@ def main() -> None:
         setattr(holder, attribute, clock.wrap(phase, getattr(holder, attribute)))
     argv = {
         "train": ["pipeline.train"],
+        "evaluate": ["pipeline.evaluate"],
         "sweep": ["pipeline.sweep", "-m", "train.seed=1,2", "train.epochs=1"],
     }[command]
     sys.argv = [argv[0], *argv[1:], *sys.argv[2:]]
@@ -125,15 +130,15 @@ def main() -> None:
 
 
 def measured(project: Any) -> dict:
-    """This module run in `project` (a `bench.harness.Project`): the train stage, then a sweep
-    of two 1-epoch jobs, each training afresh."""
+    """This module run in `project` (a `bench.harness.Project`): the train stage, the evaluate
+    stage, then a sweep of two 1-epoch jobs, each training afresh."""
     from bench.harness import CACHE_OFF, FRESH
 
     return {
         command: json.loads(
             project.python("-m", "bench.costs", command, *extra)[2].splitlines()[-1]
         )
-        for command, extra in (("train", []), ("sweep", [CACHE_OFF, FRESH]))
+        for command, extra in (("train", []), ("evaluate", []), ("sweep", [CACHE_OFF, FRESH]))
     }
 
 
@@ -153,8 +158,8 @@ def cost_targets(costs: dict | None) -> list[tuple[str, str, str, bool]]:
 
 
 def _rows(figures: dict) -> dict[str, float]:
-    """A run of this module's figures as named rows: imports, the train stage's phases, the
-    steady sweep job's (the second: the first compiles)."""
+    """A run of this module's figures as named rows: imports, the stages' phases, the steady
+    sweep job's (the second: the first compiles); not the epochs."""
     imports = figures["train"]["imports_s"]
     rows = {
         "import keras (JAX)": imports["keras"],
@@ -164,10 +169,13 @@ def _rows(figures: dict) -> dict[str, float]:
         ),
         "train stage: process start to its first step": figures["train"]["first_step_s"],
     }
-    (train,), job = figures["train"]["phases_s"], figures["sweep"]["phases_s"][2]
-    rows |= {f"train stage: {k}": v for k, v in train.items() if k != FIT}
-    rows |= {f"sweep job: {k}": v for k, v in job.items() if k != FIT}
-    return rows
+    for stage in ("train", "evaluate"):
+        (phases,) = figures[stage]["phases_s"]
+        rows |= {f"{stage} stage: {k}": v for k, v in phases.items() if k != FIT}
+    rows["evaluate stage: the whole process"] = figures["evaluate"]["process_s"]
+    job = figures["sweep"]["phases_s"][2]  # and the sweep's end, which follows it
+    rows |= {k if k.startswith("sweep:") else f"sweep job: {k}": v for k, v in job.items()}
+    return {name: value for name, value in rows.items() if not name.endswith(FIT)}
 
 
 def cost_table(costs: dict | None, before: dict | None) -> list[str]:

@@ -160,7 +160,8 @@ FIGURES = [
      (warmup(JAX), warmup(TF)), seconds(2)),
     (PERFORMANCE, "its train step {} in all against {}", BENCH,
      (peer(JAX, "script_s"), peer(TF, "script_s")), seconds(1)),
-    (PERFORMANCE, "train and evaluate {} against {}, where the notebook's own script takes {}",
+    (PERFORMANCE, "train and evaluate {} against {}, where the notebook's own script on JAX "
+     "takes {}",
      BENCH, ("pipeline/repro_train_evaluate_s", "pipeline/repro_other_backend_s",
              "pipeline/notebook_script_s"), seconds(1)),
     (PERFORMANCE, "in the same benchmark run, {} against {} test accuracy", BENCH,
