@@ -80,7 +80,8 @@ def positive_from(h):
 
 
 JAX, TF = "pipeline, JAX", "pipeline, TensorFlow"
-NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+NUMBERS += ["eleven", "twelve", "thirteen", "fourteen", "fifteen"]
 
 # (doc, what it says with {} for each figure, source, the figures' keys, how the doc writes them)
 # fmt: off
@@ -166,7 +167,7 @@ FIGURES = [
              "pipeline/notebook_script_s"), seconds(1)),
     (PERFORMANCE, "in the same benchmark run, {} against {} test accuracy", BENCH,
      (accuracy(JAX), accuracy(TF)), percent),
-    (PERFORMANCE, "**The first epoch over a steady one** ({} on {}, met;", BENCH,
+    (PERFORMANCE, "**The first epoch over a steady one** ({} on {};", BENCH,
      (warmup(JAX), "date"), (seconds(2), day)),
     (PERFORMANCE, "no-op `dvc repro` took {} (1.25 s on", BENCH,
      "pipeline/noop_repro_s", seconds(2)),
