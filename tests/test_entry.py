@@ -108,3 +108,23 @@ def test_a_stage_takes_no_arguments_but_help():
     assert "Stage 1" in helped.stdout
     refused = command("data.url=x")
     assert refused.returncode == 2 and "unrecognized arguments: data.url=x" in refused.stderr
+
+
+def test_a_process_settles_once_and_still_collects_what_its_jobs_make():
+    """A stage or a sweep's first job settles (the collector stops scanning what the imports
+    made); a sweep's later jobs settle nothing more, and what each job leaves is collected: a
+    search of 50 jobs does not keep them all."""
+    script = (
+        "import gc, weakref\n"
+        "from pipeline.common import entry\n"
+        "entry.settle()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "class Model: pass\n"
+        "job = Model(); job.itself = job; left = weakref.ref(job); del job\n"
+        "entry.settle()\n"
+        "gc.collect()\n"
+        "print(frozen > 0, gc.get_freeze_count() == frozen, left() is None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]

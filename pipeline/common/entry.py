@@ -79,6 +79,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     lines, a PipelineError as one clear line, exit 1; Ctrl-C or SIGTERM as one line too, exit
     130 or 143."""
     setup()
+    settle()
     try:
         main(sys.argv[1:])
     except PipelineError as err:
@@ -113,6 +114,16 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(wait)
             return
+
+
+def settle() -> None:
+    """Once a process has imported what it runs with (Keras, JAX, MLflow: half a million
+    objects that live as long as it does), the garbage collector stops scanning them: each of
+    its full passes over them cost tenths of a second wherever it fell (a job's key, opening
+    the store, logging the model). Once a process, at its first call: what is made after it,
+    a sweep's jobs included, is collected as ever (docs/performance.md)."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
 
 
 def skip_final_gc() -> None:

@@ -200,6 +200,8 @@ def _job(raw: DictConfig, sweep: Sweep | None) -> float | None:
         return done.val_accuracy
     from pipeline import evaluate, train  # Keras (seconds) only once a job runs
 
+    entry.settle()  # at the first job, after Keras' import
+
     experiment = sweep.experiment if sweep else str(raw.tracking.experiment)
     tags = {"hydra_output_dir": str(out), "hydra_overrides": " ".join(overrides)}
     parent = sweep.parent_run_id if sweep else None
