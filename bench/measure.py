@@ -67,10 +67,10 @@ def training_speed(project: Project, reps: int) -> dict:
 
 
 def pipeline_overhead(project: Project, reps: int) -> dict:
-    """`dvc repro` of train and evaluate (data prepared) against the notebook's whole script on
-    the pipeline's backend (JAX: the faster, the peer a user would pick),
-    and the no-op `dvc repro`. Beside them, for what stands between the two: the same train
-    and evaluate in one process (`python -m pipeline.sweep`, tracked, no DVC), and a bare
+    """`dvc repro` of train and evaluate (data prepared) against the notebook's whole script,
+    both on the pipeline's backend (JAX: the faster, the peer a user would pick), and the
+    no-op `dvc repro`. Beside them, for what stands between the two: the same train and
+    evaluate in one process (`python -m pipeline.sweep`, tracked, no DVC), and a bare
     `import keras`, which each stage's process pays. The same `dvc repro` on the other
     backend too."""
     raw = str(project.path / "data/raw/mnist.npz")
