@@ -1,5 +1,5 @@
-"""Where the seconds beside the epochs go: the train stage's start and a sweep job's fixed
-costs, timed in the process that pays them.
+"""Where the seconds beside the epochs go: the train and evaluate stages' fixed costs and a
+sweep job's, timed in the process that pays them.
 
     python -m bench.costs train       # in a project copy: `python -m pipeline.train`
     python -m bench.costs evaluate    # ... then `python -m pipeline.evaluate`
