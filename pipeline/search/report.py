@@ -81,10 +81,10 @@ def _on_test(rows: pd.DataFrame, run_ids: list[str]) -> list[float]:
 
 def verdict(outcome: Outcome, rows: pd.DataFrame) -> list[str]:
     """The sentences: the best set on validation, the races, the winner on the test digits."""
-    if outcome.best is None:
+    best = outcome.winner()
+    if best is None:
         return ["No trial finished the top rung: there is no best (see the trials below)."]
     by_number = {t.number: t for t in outcome.trials}
-    best = by_number[outcome.best]
     lines = [f"Best: {_label(best)}: validation {_spread(best.values())}."]
     tied = [_label(by_number[n]) for n in outcome.tied]
     lines.append(
