@@ -171,7 +171,7 @@ def _rows(figures: dict) -> dict[str, float]:
     }
     for stage in ("train", "evaluate"):
         (phases,) = figures[stage]["phases_s"]
-        rows |= {f"{stage} stage: {k}": v for k, v in phases.items() if k != FIT}
+        rows |= {f"{stage} stage: {k}": v for k, v in phases.items()}
     rows["evaluate stage: the whole process"] = figures["evaluate"]["process_s"]
     job = figures["sweep"]["phases_s"][2]  # and the sweep's end, which follows it
     rows |= {k if k.startswith("sweep:") else f"sweep job: {k}": v for k, v in job.items()}
@@ -186,7 +186,7 @@ def cost_table(costs: dict | None, before: dict | None) -> list[str]:
     now, then = _rows(costs), _rows(before) if before else {}
     said = f"before ({before['commit']}, {before['date']})" if before else "before"
     lines = ["", f"| where the seconds beside the epochs go (s) | {said} | now |", "|---|---|---|"]
-    for name in sorted(set(now) | set(then), key=[*now, *then].index):
+    for name in dict.fromkeys([*now, *then]):  # now's order, then what only before had
         old = f"{then[name]:.2f}" if name in then else "-"
         new = f"{now[name]:.2f}" if name in now else "-"
         lines.append(f"| {name} | {old} | {new} |")

@@ -26,7 +26,7 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
         ("training s/epoch, pipeline / notebook", f"{ratio:.2f}x", "<= 0.70x", ratio <= 0.7),
         *peer_targets(speed),
         ("training s/epoch / compute floor", f"{to_floor:.2f}x", "<= 1.5x", to_floor <= 1.5),
-        stage_target(overhead),
+        repro_target(overhead),
         *cost_targets(results.get("costs")),
         ("no-op dvc repro", f"{noop:.2f} s", "<= 1.0 s", noop <= 1.0),
         (
@@ -49,7 +49,7 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
     ]
 
 
-def stage_target(overhead: dict) -> tuple[str, str, str, bool]:
+def repro_target(overhead: dict) -> tuple[str, str, str, bool]:
     """`dvc repro` of train and evaluate against the notebook's whole script on JAX."""
     repro = overhead["repro_train_evaluate_s"] / overhead["notebook_script_s"]
     figure = "dvc repro train+evaluate / the JAX notebook's whole script"
