@@ -1,8 +1,10 @@
 """MNIST as a reproducible pipeline: download -> preprocess -> train -> evaluate.
 
-Importing it changes one thing in the process, the Keras backend's default (below); the
-entry points (`entry.run`, the sweep's main, the server) set the rest of the environment,
-logging and signal handlers, once (`entry.setup`).
+Importing it changes two things in the process, before any module of ours imports Keras: the
+Keras backend's default, and Keras' import, left without its scikit-learn wrapper and image
+gallery (`pipeline.common.imports`: a second off each stage's start). The entry points
+(`entry.run`, the sweep's main, the server) set the rest of the environment, logging and
+signal handlers, once (`entry.setup`).
 """
 
 import os
@@ -12,6 +14,10 @@ import os
 # KERAS_BACKEND=tensorflow picks TensorFlow. Set here, before any module of ours imports Keras.
 DEFAULT_BACKEND = "jax"
 os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+
+from pipeline.common import imports  # noqa: E402  (nothing heavy: no Keras, no NumPy)
+
+imports.leave_out_keras_extras()
 
 
 class PipelineError(Exception):

@@ -1,10 +1,13 @@
-"""pipeline/training/internals.py: the Keras internals the pipeline relies on are still there. Each
-test fails, naming the upgrade, the day a Keras upgrade moves one; the code itself then falls
-back to Keras' own behaviour (slower, or not byte-stable) rather than breaking."""
+"""pipeline/training/internals.py and pipeline/common/imports.py: the Keras internals the
+pipeline relies on are still there. Each test fails, naming the upgrade, the day a Keras
+upgrade moves one; the code itself then falls back to Keras' own behaviour (slower, or not
+byte-stable) rather than breaking."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -15,7 +18,7 @@ from pipeline.training import internals, model
 def test_keras_is_the_version_the_internals_were_read_from():
     assert keras.__version__ == internals.KERAS_TESTED, (
         f"Keras was upgraded from {internals.KERAS_TESTED} to {keras.__version__}: check the "
-        "two internals in pipeline/training/internals.py against it, then set KERAS_TESTED"
+        "internals listed in pipeline/training/internals.py against it, then set KERAS_TESTED"
     )
 
 
@@ -49,3 +52,42 @@ def test_the_rewrite_gives_the_same_bytes_for_the_same_model(tiny_cfg, tmp_path)
     model.save(net, tmp_path / "a.keras")
     model.save(net, tmp_path / "b.keras")
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+
+
+def _modules_after(code: str) -> dict:
+    """What a fresh process holds after `code`: Keras' wrapper and gallery, sklearn, pyplot."""
+    probe = (
+        f"{code}\nimport json, sys\nfrom keras.src.visualization import plot_image_gallery\n"
+        "from keras.src.wrappers import fixes\n"
+        "print(json.dumps({'sklearn': 'sklearn' in sys.modules, "
+        "'pyplot': 'matplotlib.pyplot' in sys.modules, "
+        "'keras_has_sklearn': fixes.sklearn is not None, "
+        "'keras_has_pyplot': plot_image_gallery.plt is not None}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_stage_imports_keras_without_its_sklearn_wrapper_and_gallery():
+    found = _modules_after("import pipeline.train")
+    assert not found["sklearn"] and not found["pyplot"], (
+        f"Keras {keras.__version__} imports scikit-learn or pyplot from modules other than "
+        f"those in pipeline/common/imports.py's KERAS_EXTRAS ({found}): each stage starts "
+        "about a second later; find where and update KERAS_EXTRAS"
+    )
+
+
+def test_only_keras_goes_without_them():
+    """The user's own imports of both work after the pipeline's; Keras imported first keeps
+    its wrapper and gallery."""
+    after = _modules_after("import pipeline.train, sklearn, matplotlib.pyplot")
+    assert after == {
+        "sklearn": True,
+        "pyplot": True,
+        "keras_has_sklearn": False,
+        "keras_has_pyplot": False,
+    }
+    first = _modules_after("import keras, pipeline.train")
+    assert first["keras_has_sklearn"] and first["keras_has_pyplot"]

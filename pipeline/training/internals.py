@@ -1,7 +1,8 @@
-"""The two places where the pipeline leans on Keras beyond its public API, kept here and
-nowhere else, each guarded: where the internal it relies on is gone, the code falls back to
-Keras' own (slower, or not byte-stable) behaviour instead of breaking, and
-tests/test_internals.py fails with a message that names the upgrade.
+"""The places where the pipeline leans on Keras beyond its public API, kept here (the third,
+which must act before Keras is imported, in pipeline/common/imports.py), each guarded: where
+the internal it relies on is gone, the code falls back to Keras' own (slower, or not
+byte-stable) behaviour instead of breaking, and tests/test_internals.py fails with a message
+that names the upgrade.
 
 1. Keeping TensorFlow unimported on JAX (`without_tensorflow`): Keras imports TensorFlow
    whenever it is installed, on any backend, to save a model (keras-team/keras#18455). No
@@ -9,6 +10,9 @@ tests/test_internals.py fails with a message that names the upgrade.
 2. A `.keras` file whose bytes depend on the model alone (`stable`): Keras stamps the file
    with the time it was saved and numbers shared objects by memory address. No public option
    leaves those out.
+3. A stage's Keras without its scikit-learn wrapper and image gallery
+   (`pipeline.common.imports`): Keras imports both whenever they are installed, about a
+   second of each process's start, and has no switch to leave them out.
 """
 
 from __future__ import annotations
