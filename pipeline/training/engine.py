@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline import config
 from pipeline.analysis import overfitting
 from pipeline.common import stops
-from pipeline.training import callbacks, internals, model
+from pipeline.training import callbacks, internals, loop, model
 from pipeline.training.callbacks import EarlyStopping, EpochSink, Row
 from pipeline.training.checkpoints import Saved, Training
 
@@ -219,13 +219,11 @@ def train(
     stopper: EarlyStopping | None = start_at.stopper
     keep = [Keep(saved_in, recorder)] if saved_in else []
     stop_on_nan = callbacks.StopOnNaN(cfg.train.learning_rate)
-    # Backend tensors, not numpy arrays: Keras skips a per-fit copy and per-batch slicing.
-    features = keras.ops.convert_to_tensor(x)
-    targets = keras.ops.convert_to_tensor(model.targets(y, cfg.train.loss))
     with stops.deferred():
-        net.fit(
-            features,
-            targets,
+        loop.fit(
+            net,
+            x,
+            model.targets(y, cfg.train.loss),
             initial_epoch=start_at.epoch,
             epochs=start_at.epoch if start_at.stopped else cfg.train.epochs,  # none once stopped
             batch_size=cfg.train.batch_size,

@@ -13,6 +13,9 @@ that names the upgrade.
 3. A stage's Keras without its scikit-learn wrapper and image gallery
    (`pipeline.common.imports`): Keras imports both whenever they are installed, about a
    second of each process's start, and has no switch to leave them out.
+4. Keras' fit on JAX with its steps scanned (pipeline/training/loop.py, `build_for_fit`): the
+   build Keras' fit makes before its first epoch, and the order of digits it draws for it.
+   Keras has no public way to run many steps as one call into the backend.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from typing import Any
 
 import keras
+import numpy as np
 
 KERAS_TESTED = "3.15.1"  # the version these internals were read from (constraints.txt)
 
@@ -77,3 +81,25 @@ def stable(name: str, content: bytes) -> bytes:
     if name == CONFIG:
         return json.dumps(_renumbered(json.loads(content), {})).encode()
     return content
+
+
+# 4. Keras' fit, its steps scanned (pipeline/training/loop.py): the build fit makes before its
+# first epoch, and the order of digits it draws for it.
+
+
+def scannable() -> bool:
+    """Whether this Keras has the build step `build_for_fit` calls; without it the engine
+    trains with Keras' own `fit` (slower, the same numbers)."""
+    return keras.backend.backend() == "jax" and hasattr(keras.Model, "_symbolic_build")
+
+
+def build_for_fit(net: keras.Model, batch: tuple, samples: int) -> None:
+    """What Keras' fit does before its first epoch: build the model, its loss and metrics on a
+    batch (`_symbolic_build`); where any needed building, its data iterator drew an order of
+    the `samples` training digits to take that batch from, an order then thrown away: draw it
+    too, so that each epoch's order is the one Keras' fit would draw."""
+    parts = (*net._flatten_layers(), net._compile_metrics, net._compile_loss)
+    unbuilt = any(part is not None and not part.built for part in parts)
+    net._symbolic_build(data_batch=batch)
+    if unbuilt:
+        np.random.permutation(samples)
