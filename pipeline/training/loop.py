@@ -1,5 +1,6 @@
 """Keras' `fit` on JAX, its steps run by `jax.lax.scan`: the same updates in the same order, so
-the same weights and history to the bit, and an epoch about 8% sooner (bench/RESULTS.md).
+the same weights and history to the bit, and a steady epoch about a tenth sooner
+(docs/performance.md#what-makes-it-fast).
 
 Keras' own loop calls the backend once a batch, each call after slicing that batch out of the
 training digits. Here an epoch's order is drawn as Keras draws it (`np.random.permutation`,
@@ -27,24 +28,22 @@ from pipeline.training import internals
 State = tuple[list, list, list, list]
 
 
-def _state(net: keras.Model) -> State:
-    variables = (
+def _variables(net: keras.Model) -> tuple[list, list, list, list]:
+    """The variables whose values make the train step's state, in its order."""
+    return (
         net.trainable_variables,
         net.non_trainable_variables,
         net.optimizer.variables,
         net.metrics_variables,
     )
-    return tuple([v.value for v in group] for group in variables)  # type: ignore[return-value]
+
+
+def _state(net: keras.Model) -> State:
+    return tuple([v.value for v in group] for group in _variables(net))  # type: ignore[return-value]
 
 
 def _put_back(net: keras.Model, state: State) -> None:
-    groups = (
-        net.trainable_variables,
-        net.non_trainable_variables,
-        net.optimizer.variables,
-        net.metrics_variables,
-    )
-    for group, values in zip(groups, state, strict=True):
+    for group, values in zip(_variables(net), state, strict=True):
         for variable, value in zip(group, values, strict=True):
             variable.assign(value)
 
