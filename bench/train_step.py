@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config, preprocess
-from pipeline.common import provenance
+from pipeline.common import entry, provenance
 from pipeline.training import checkpoints, engine
 
 
@@ -42,6 +42,7 @@ class Timed(checkpoints.Training):
 
 
 def run(keep: bool = False) -> dict:
+    entry.settle()  # as the train stage and a sweep's jobs do once their imports are done
     cfg = config.load()
     prepared = Path(cfg.paths.prepared)
     x, y = preprocess.load_split(prepared, "train")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import numpy as np
 
@@ -70,3 +71,12 @@ def test_the_source_diff_replays_uncommitted_changes_and_new_files_on_the_commit
 
 def test_outside_a_git_repo_there_is_no_commit(tmp_path):
     assert provenance.commit(tmp_path) is None
+
+
+def test_a_git_call_left_early_takes_what_git_started_with_it(tmp_path):
+    """A timeout (as a Ctrl-C or SIGTERM) kills git's whole process group: what git runs in a
+    child of its own (a worktree's checkout; here an alias's shell) writes nothing after."""
+    slow = "alias.slow=!sleep 1.5; touch written-after-git-was-killed"
+    assert provenance.git("-c", slow, "slow", cwd=tmp_path, timeout=0.3) is None
+    time.sleep(2.5)
+    assert list(tmp_path.iterdir()) == []

@@ -5,14 +5,17 @@ compares them."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import platform
+import signal
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
+from subprocess import PIPE
 
 import numpy as np
 
@@ -112,17 +115,27 @@ def git(
     errors: Callable[[str], Exception] | None = None,
 ) -> str | None:
     """`git ARGS` in `cwd`: its output. Where git is missing, times out or exits outside `ok`:
-    None, or given `errors`, the exception it makes of the reason (git's own message)."""
+    None, or given `errors`, the exception it makes of the reason (git's own message). Git
+    runs in a process group of its own, killed whole when this call is left early (a timeout,
+    Ctrl-C, SIGTERM): `git worktree add` checks the files out in a child process, which would
+    otherwise go on writing after git itself was killed."""
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-        )
-    except (OSError, subprocess.SubprocessError) as err:
-        reason = str(err)
+        with subprocess.Popen(
+            ["git", *args], cwd=cwd, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
+        ) as running:
+            try:
+                out, err = running.communicate(timeout=timeout)
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):  # the whole group gone already
+                    os.killpg(running.pid, signal.SIGKILL)
+                running.wait()
+                raise
+    except (OSError, subprocess.SubprocessError) as error:
+        reason = str(error)
     else:
-        if done.returncode in ok:
-            return done.stdout
-        reason = done.stderr.strip()
+        if running.returncode in ok:
+            return out
+        reason = err.strip()
     if errors is None:
         return None
     raise errors(f"git {' '.join(args)} failed: {reason}")
