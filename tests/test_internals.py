@@ -91,3 +91,14 @@ def test_only_keras_goes_without_them():
     }
     first = _modules_after("import keras, pipeline.train")
     assert first["keras_has_sklearn"] and first["keras_has_pyplot"]
+
+
+def test_keras_still_builds_for_fit_as_the_scanned_fit_does(tiny_cfg):
+    net = model.build(tiny_cfg.model, tiny_cfg.train)
+    found = {name: hasattr(net, name) for name in ("_compile_metrics", "_compile_loss")}
+    assert internals.scannable() and all(found.values()), (
+        f"Keras {keras.__version__} no longer has Model._symbolic_build, _flatten_layers or "
+        f"a compiled model's _compile_metrics/_compile_loss ({found}): the engine trains with "
+        "Keras' own fit again (an epoch slower); read its fit and update "
+        "internals.build_for_fit"
+    )

@@ -90,7 +90,8 @@ def stable(name: str, content: bytes) -> bytes:
 def scannable() -> bool:
     """Whether this Keras has the build step `build_for_fit` calls; without it the engine
     trains with Keras' own `fit` (slower, the same numbers)."""
-    return keras.backend.backend() == "jax" and hasattr(keras.Model, "_symbolic_build")
+    needed = ("_symbolic_build", "_flatten_layers")
+    return keras.backend.backend() == "jax" and all(hasattr(keras.Model, n) for n in needed)
 
 
 def build_for_fit(net: keras.Model, batch: tuple, samples: int) -> None:
@@ -98,7 +99,8 @@ def build_for_fit(net: keras.Model, batch: tuple, samples: int) -> None:
     batch (`_symbolic_build`); where any needed building, its data iterator drew an order of
     the `samples` training digits to take that batch from, an order then thrown away: draw it
     too, so that each epoch's order is the one Keras' fit would draw."""
-    parts = (*net._flatten_layers(), net._compile_metrics, net._compile_loss)
+    compiled = (getattr(net, "_compile_metrics", None), getattr(net, "_compile_loss", None))
+    parts = (*net._flatten_layers(), *compiled)
     unbuilt = any(part is not None and not part.built for part in parts)
     net._symbolic_build(data_batch=batch)
     if unbuilt:
