@@ -5,12 +5,10 @@ compares them."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import platform
-import signal
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
@@ -18,6 +16,8 @@ from pathlib import Path
 from subprocess import PIPE
 
 import numpy as np
+
+from pipeline.common import entry
 
 # What defines a run besides params.yaml; dvc.lock, params.yaml and the stage outputs change
 # on every run, so they would make every run look dirty.
@@ -126,9 +126,7 @@ def git(
             try:
                 out, err = running.communicate(timeout=timeout)
             except BaseException:
-                with contextlib.suppress(ProcessLookupError):  # the whole group gone already
-                    os.killpg(running.pid, signal.SIGKILL)
-                running.wait()
+                entry.stop_group(running, grace=0)
                 raise
     except (OSError, subprocess.SubprocessError) as error:
         reason = str(error)
