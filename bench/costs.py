@@ -28,18 +28,17 @@ from collections import defaultdict  # noqa: E402
 from typing import Any  # noqa: E402
 
 # What a process imports, in the order a stage pays it, each beyond those before it: these,
-# then the command's own module (COMMANDS), and no other (the evaluate stage's statistics
-# are not the train stage's to pay).
+# then the command's own module, and no other (the evaluate stage's statistics are not the
+# train stage's to pay).
 IMPORTS = ("pipeline.common.entry", "keras", "mlflow")
+# command: (its own module, the `python -m` arguments that run it)
 COMMANDS = {
-    "train": ["pipeline.train"],
-    "evaluate": ["pipeline.evaluate"],
-    "sweep": ["pipeline.sweep", "-m", "train.seed=1,2", "train.epochs=1"],
-}
-OWN = {
-    "train": "pipeline.train",
-    "evaluate": "pipeline.evaluate",
-    "sweep": "pipeline.sweep.runner",
+    "train": ("pipeline.train", ["pipeline.train"]),
+    "evaluate": ("pipeline.evaluate", ["pipeline.evaluate"]),
+    "sweep": (
+        "pipeline.sweep.runner",
+        ["pipeline.sweep", "-m", "train.seed=1,2", "train.epochs=1"],
+    ),
 }
 
 JOB = "a sweep's job: what no phase below holds"  # its own time is counted as "other"
@@ -102,8 +101,9 @@ class Clock:
 
 def main() -> None:
     command = sys.argv[1]
+    own, argv = COMMANDS[command]
     imports = {}
-    for name in (*IMPORTS, OWN[command]):
+    for name in (*IMPORTS, own):
         started = time.perf_counter()
         imported = importlib.import_module(name)
         if name == "pipeline.common.entry":
@@ -116,7 +116,6 @@ def main() -> None:
         holder = importlib.import_module(name)
         holder = getattr(holder, owner) if owner else holder
         setattr(holder, attribute, clock.wrap(phase, getattr(holder, attribute)))
-    argv = COMMANDS[command]
     sys.argv = [argv[0], *argv[1:], *sys.argv[2:]]
     try:
         runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
